@@ -1,0 +1,1 @@
+//! Warden-minted agent tokens. (Being written.)

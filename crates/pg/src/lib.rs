@@ -1,0 +1,3 @@
+//! PostgreSQL: the wire codec, the SQL classifier and the proxy session.
+
+pub mod classify;
