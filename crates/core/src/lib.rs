@@ -6,6 +6,7 @@ pub mod classification;
 pub mod decision;
 pub mod identity;
 pub mod policy;
+pub mod secret;
 pub mod token;
 
 pub use classification::{Access, Action, Classification, ObjectRef, StatementClass};

@@ -1,0 +1,524 @@
+//! One authenticated proxy session: two loops, client→upstream and upstream→client.
+//!
+//! Denied commands are not answered by the gateway itself. The frontend loop replaces them
+//! with a message that is certain to fail upstream (a syntax error, or a reference to a
+//! statement or portal that does not exist), and the backend loop rewrites that failure into
+//! the denial. PostgreSQL therefore keeps the protocol state exactly as it would for any
+//! failed command: pipelined responses stay in order, the extended protocol skips to Sync,
+//! and a transaction block is aborted, as the issue asks.
+
+use crate::codec::{self, backend, backend::ErrorFields, frontend, Frame, FrontendMessage};
+use crate::gate::{ClientError, CommandRecord, Gatekeeper, SessionGrant, Verdict};
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
+
+use crate::stream::BoxStream;
+
+/// Text certain to fail PostgreSQL's parser, sent in place of a denied command.
+const DENIED_SQL: &str = "WARDEN DENIED";
+/// A statement and portal name no client can have created (NUL cannot appear in names).
+const DENIED_NAME: &str = "warden\u{1}denied";
+const FLUSH_AT: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    pub max_message_bytes: usize,
+}
+
+/// What the backend loop should expect next from the upstream, in order.
+enum Expect {
+    /// A simple Query (or a refused FunctionCall): results until ReadyForQuery.
+    Query { command: Option<Arc<Command>>, denied: Option<Arc<Verdict>>, started: Instant, index: usize },
+    Parse { denied: Option<Arc<Verdict>> },
+    Bind { denied: Option<Arc<Verdict>> },
+    Describe { denied: Option<Arc<Verdict>> },
+    Execute { command: Option<Arc<Command>>, params_digest: Option<String>, denied: Option<Arc<Verdict>>, started: Instant },
+    Close,
+    Sync,
+    /// The frontend loop hit a protocol violation: send this FATAL and end the session.
+    Fatal(ErrorFields),
+}
+
+impl Expect {
+    fn denied(&self) -> Option<&Arc<Verdict>> {
+        match self {
+            Expect::Query { denied, .. } | Expect::Parse { denied } | Expect::Bind { denied } | Expect::Describe { denied } | Expect::Execute { denied, .. } => denied.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn is_extended(&self) -> bool {
+        matches!(self, Expect::Parse { .. } | Expect::Bind { .. } | Expect::Describe { .. } | Expect::Execute { .. } | Expect::Close)
+    }
+}
+
+/// A command text with its verdict as decided at the epoch it was decided in.
+struct Command {
+    sql: Arc<str>,
+    verdict: Arc<Verdict>,
+    epoch: u64,
+}
+
+pub async fn run<G: Gatekeeper>(gate: Arc<G>, grant: Arc<SessionGrant>, client: BoxStream, client_buf: BytesMut, upstream: BoxStream, upstream_buf: BytesMut, limits: SessionLimits) -> String {
+    let (client_rd, client_wr) = tokio::io::split(client);
+    let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut frontend = Frontend { gate: gate.clone(), grant: grant.clone(), tx, statements: HashMap::new(), portals: HashMap::new(), cache: HashMap::new(), limits };
+    let mut backend = Backend { gate, grant, rx, pending: VecDeque::new(), out: BytesMut::with_capacity(FLUSH_AT), limits };
+    let mut front_task = tokio::spawn(async move { frontend.run(client_rd, client_buf, upstream_wr).await });
+    tokio::select! {
+        reason = backend.run(upstream_rd, upstream_buf, client_wr) => { front_task.abort(); reason }
+        reason = &mut front_task => reason.unwrap_or_else(|_| "frontend task failed".into()),
+    }
+}
+
+struct Frontend<G: Gatekeeper> {
+    gate: Arc<G>,
+    grant: Arc<SessionGrant>,
+    tx: mpsc::UnboundedSender<Expect>,
+    statements: HashMap<String, Arc<Command>>,
+    portals: HashMap<String, (Arc<Command>, String)>,
+    cache: HashMap<Arc<str>, Arc<Command>>,
+    limits: SessionLimits,
+}
+
+impl<G: Gatekeeper> Frontend<G> {
+    async fn run(&mut self, mut rd: ReadHalf<BoxStream>, mut buf: BytesMut, mut wr: WriteHalf<BoxStream>) -> String {
+        let mut out = BytesMut::with_capacity(FLUSH_AT);
+        loop {
+            let frame = match codec::split_frame(&mut buf, self.limits.max_message_bytes) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    if !out.is_empty() && wr.write_all_buf(&mut out).await.is_err() {
+                        return "upstream closed".into();
+                    }
+                    match rd.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => return "client closed".into(),
+                        Ok(_) => continue,
+                    }
+                }
+                Err(e) => return self.fatal("08P01", e.to_string()),
+            };
+            match self.handle(frame, &mut out) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let _ = wr.write_all_buf(&mut out).await;
+                    return "client terminated".into();
+                }
+                Err(fatal) => return fatal,
+            }
+            if out.len() >= FLUSH_AT && wr.write_all_buf(&mut out).await.is_err() {
+                return "upstream closed".into();
+            }
+        }
+    }
+
+    fn fatal(&self, code: &'static str, message: String) -> String {
+        let _ = self.tx.send(Expect::Fatal(ErrorFields::fatal(code, message.clone())));
+        message
+    }
+
+    fn expect(&self, e: Expect) {
+        let _ = self.tx.send(e);
+    }
+
+    /// The command for this text, decided at the current epoch.
+    fn command(&mut self, sql: &str) -> Arc<Command> {
+        let epoch = self.gate.epoch();
+        if let Some(c) = self.cache.get(sql) {
+            if c.epoch == epoch {
+                return c.clone();
+            }
+        }
+        let sql: Arc<str> = Arc::from(sql);
+        let verdict = self.gate.decide(&self.grant, &sql);
+        let cmd = Arc::new(Command { sql: sql.clone(), verdict, epoch });
+        if self.cache.len() >= 4096 {
+            self.cache.clear();
+        }
+        self.cache.insert(sql, cmd.clone());
+        cmd
+    }
+
+    /// A command re-decided now: grants can expire between Parse and Execute.
+    fn current(&mut self, cmd: &Arc<Command>) -> Arc<Command> {
+        if cmd.epoch == self.gate.epoch() {
+            cmd.clone()
+        } else {
+            self.command(&cmd.sql.clone())
+        }
+    }
+
+    fn record_denial(&self, cmd: &Command, params_digest: Option<String>) {
+        let gate = self.gate.clone();
+        let grant = self.grant.clone();
+        let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest, rows: None, duration: None, error_code: None };
+        tokio::spawn(async move {
+            let _ = gate.record(&grant, rec, false).await;
+        });
+    }
+
+    /// Returns Ok(false) when the client terminated, Err(reason) on a protocol violation.
+    fn handle(&mut self, frame: Frame, out: &mut BytesMut) -> Result<bool, String> {
+        let msg = match FrontendMessage::decode(&frame) {
+            Ok(m) => m,
+            Err(e) => return Err(self.fatal("08P01", e.to_string())),
+        };
+        let now = Instant::now();
+        match msg {
+            FrontendMessage::Query { sql } => {
+                let cmd = self.command(&sql);
+                if cmd.verdict.decision.allowed() {
+                    self.expect(Expect::Query { command: Some(cmd), denied: None, started: now, index: 0 });
+                    frame.encode(out);
+                } else {
+                    self.record_denial(&cmd, None);
+                    self.expect(Expect::Query { command: None, denied: Some(cmd.verdict.clone()), started: now, index: 0 });
+                    frontend::query(DENIED_SQL).encode(out);
+                }
+            }
+            FrontendMessage::Parse { statement, sql, .. } => {
+                let cmd = self.command(&sql);
+                let allowed = cmd.verdict.decision.allowed();
+                if allowed {
+                    self.expect(Expect::Parse { denied: None });
+                    frame.encode(out);
+                } else {
+                    self.record_denial(&cmd, None);
+                    self.expect(Expect::Parse { denied: Some(cmd.verdict.clone()) });
+                    frontend::parse(&statement, DENIED_SQL).encode(out);
+                }
+                self.statements.insert(statement, cmd);
+            }
+            FrontendMessage::Bind { portal, statement, params } => {
+                let digest = params_digest(&params);
+                match self.statements.get(&statement).cloned() {
+                    Some(cmd) => {
+                        let cmd = self.current(&cmd);
+                        if cmd.verdict.decision.allowed() {
+                            self.expect(Expect::Bind { denied: None });
+                            frame.encode(out);
+                        } else {
+                            self.record_denial(&cmd, Some(digest.clone()));
+                            self.expect(Expect::Bind { denied: Some(cmd.verdict.clone()) });
+                            frontend::bind(&portal, DENIED_NAME).encode(out);
+                        }
+                        self.portals.insert(portal, (cmd, digest));
+                    }
+                    None => {
+                        // Unknown to us means unknown upstream too: let PostgreSQL say so.
+                        self.portals.remove(&portal);
+                        self.expect(Expect::Bind { denied: None });
+                        frame.encode(out);
+                    }
+                }
+            }
+            FrontendMessage::Describe { kind, ref name } => {
+                let known = if kind == b'S' { self.statements.get(name).cloned() } else { self.portals.get(name).map(|(c, _)| c.clone()) };
+                let denied = known.filter(|c| !c.verdict.decision.allowed()).map(|c| c.verdict.clone());
+                self.expect(Expect::Describe { denied });
+                frame.encode(out);
+            }
+            FrontendMessage::Execute { portal, .. } => match self.portals.get(&portal).cloned() {
+                Some((cmd, digest)) => {
+                    let cmd = self.current(&cmd);
+                    if cmd.verdict.decision.allowed() {
+                        self.expect(Expect::Execute { command: Some(cmd), params_digest: Some(digest), denied: None, started: now });
+                        frame.encode(out);
+                    } else {
+                        if cmd.epoch != self.portals[&portal].0.epoch {
+                            // Denied now but not at Bind: a grant ended in between.
+                            self.record_denial(&cmd, Some(digest.clone()));
+                        }
+                        self.expect(Expect::Execute { command: None, params_digest: None, denied: Some(cmd.verdict.clone()), started: now });
+                        frontend::execute(DENIED_NAME).encode(out);
+                    }
+                }
+                None => {
+                    self.expect(Expect::Execute { command: None, params_digest: None, denied: None, started: now });
+                    frame.encode(out);
+                }
+            },
+            FrontendMessage::Close { kind, name } => {
+                if kind == b'S' {
+                    self.statements.remove(&name);
+                } else {
+                    self.portals.remove(&name);
+                }
+                self.expect(Expect::Close);
+                frame.encode(out);
+            }
+            FrontendMessage::Sync => {
+                self.portals.retain(|name, _| !name.is_empty());
+                self.expect(Expect::Sync);
+                frame.encode(out);
+            }
+            FrontendMessage::Flush | FrontendMessage::CopyData | FrontendMessage::CopyDone | FrontendMessage::CopyFail => frame.encode(out),
+            FrontendMessage::Terminate => {
+                frame.encode(out);
+                return Ok(false);
+            }
+            FrontendMessage::FunctionCall => {
+                // The fast-path interface calls any function by OID, around every rule.
+                let verdict = Arc::new(Verdict {
+                    classification: None,
+                    decision: warden_core::Decision::deny_without_policy("warden: the fast-path function call interface is not allowed through the gateway"),
+                });
+                let cmd = Command { sql: Arc::from("<fast-path function call>"), verdict: verdict.clone(), epoch: 0 };
+                self.record_denial(&cmd, None);
+                self.expect(Expect::Query { command: None, denied: Some(verdict), started: now, index: 0 });
+                frontend::query(DENIED_SQL).encode(out);
+            }
+            FrontendMessage::Password(_) => return Err(self.fatal("08P01", "unexpected password message".into())),
+            FrontendMessage::Other(tag) => return Err(self.fatal("08P01", format!("invalid frontend message type {tag}"))),
+        }
+        Ok(true)
+    }
+}
+
+fn params_digest(params: &[Option<Bytes>]) -> String {
+    let mut h = Sha256::new();
+    h.update((params.len() as u64).to_be_bytes());
+    for p in params {
+        match p {
+            None => h.update(u64::MAX.to_be_bytes()),
+            Some(v) => {
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v);
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
+struct Backend<G: Gatekeeper> {
+    gate: Arc<G>,
+    grant: Arc<SessionGrant>,
+    rx: mpsc::UnboundedReceiver<Expect>,
+    pending: VecDeque<Expect>,
+    out: BytesMut,
+    limits: SessionLimits,
+}
+
+enum Step {
+    Continue,
+    End(String),
+}
+
+impl<G: Gatekeeper> Backend<G> {
+    async fn run(&mut self, mut rd: ReadHalf<BoxStream>, mut buf: BytesMut, mut wr: WriteHalf<BoxStream>) -> String {
+        let mut revoked = self.grant.revoked.clone();
+        let expiry = token_deadline(self.grant.expires_at_unix);
+        let reason = loop {
+            let frame = match codec::split_frame(&mut buf, self.limits.max_message_bytes) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    if !self.out.is_empty() && wr.write_all_buf(&mut self.out).await.is_err() {
+                        break "client closed".to_string();
+                    }
+                    tokio::select! {
+                        biased;
+                        changed = revoked.changed() => {
+                            let why = match changed {
+                                Ok(()) => revoked.borrow().clone(),
+                                Err(_) => Some("gateway shutting down".to_string()),
+                            };
+                            if let Some(why) = why {
+                                self.send_fatal(&mut wr, ErrorFields::fatal("57P01", format!("warden: session ended: {why}"))).await;
+                                break why;
+                            }
+                            continue;
+                        }
+                        _ = tokio::time::sleep_until(expiry) => {
+                            let why = "token expired".to_string();
+                            self.send_fatal(&mut wr, ErrorFields::fatal("57P01", "warden: session ended: token expired; connect again with a fresh token")).await;
+                            break why;
+                        }
+                        e = self.next_expect() => {
+                            if let Some(Expect::Fatal(f)) = e {
+                                let why = f.message.clone();
+                                self.send_fatal(&mut wr, f).await;
+                                break why;
+                            }
+                            continue;
+                        }
+                        n = rd.read_buf(&mut buf) => match n {
+                            Ok(0) | Err(_) => break "upstream closed".to_string(),
+                            Ok(_) => continue,
+                        },
+                    }
+                }
+                Err(e) => {
+                    self.send_fatal(&mut wr, ErrorFields::fatal("08P01", format!("warden: upstream protocol error: {e}"))).await;
+                    break "upstream protocol error".to_string();
+                }
+            };
+            match self.handle(frame).await {
+                Step::Continue => {}
+                Step::End(why) => {
+                    let _ = wr.write_all_buf(&mut self.out).await;
+                    break why;
+                }
+            }
+            if self.out.len() >= FLUSH_AT && wr.write_all_buf(&mut self.out).await.is_err() {
+                break "client closed".to_string();
+            }
+        };
+        let _ = wr.flush().await;
+        reason
+    }
+
+    /// Waits for an expectation that the frontend posts while nothing is buffered; only a
+    /// Fatal needs handling here, others are queued.
+    async fn next_expect(&mut self) -> Option<Expect> {
+        match self.rx.recv().await {
+            Some(Expect::Fatal(f)) => Some(Expect::Fatal(f)),
+            Some(e) => {
+                self.pending.push_back(e);
+                None
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn send_fatal(&mut self, wr: &mut WriteHalf<BoxStream>, fields: ErrorFields) {
+        fields.frame().encode(&mut self.out);
+        let _ = wr.write_all_buf(&mut self.out).await;
+        let _ = wr.flush().await;
+    }
+
+    fn drain(&mut self) -> Option<String> {
+        while let Ok(e) = self.rx.try_recv() {
+            if let Expect::Fatal(f) = e {
+                f.frame().encode(&mut self.out);
+                return Some(f.message);
+            }
+            self.pending.push_back(e);
+        }
+        None
+    }
+
+    async fn handle(&mut self, frame: Frame) -> Step {
+        if let Some(why) = self.drain() {
+            return Step::End(why);
+        }
+        match frame.tag {
+            b'E' => return self.on_error(frame).await,
+            b'Z' => {
+                if matches!(self.pending.front(), Some(Expect::Query { .. } | Expect::Sync)) {
+                    self.pending.pop_front();
+                }
+            }
+            b'1' | b'2' | b'3' | b'n' => {
+                self.pending.pop_front();
+            }
+            b'T' => {
+                if matches!(self.pending.front(), Some(Expect::Describe { .. })) {
+                    self.pending.pop_front();
+                }
+            }
+            b'C' | b'I' | b's' => {
+                let rows = if frame.tag == b'C' { backend::command_rows(&frame.body) } else { None };
+                if let Err(e) = self.on_complete(rows).await {
+                    // The result of a write must not reach the agent before its audit is
+                    // durable; with the audit store failing, withhold it and end the session.
+                    let f = ErrorFields::fatal(e.sqlstate, e.message);
+                    f.frame().encode(&mut self.out);
+                    return Step::End(f.message);
+                }
+            }
+            _ => {}
+        }
+        frame.encode(&mut self.out);
+        Step::Continue
+    }
+
+    async fn on_complete(&mut self, rows: Option<i64>) -> Result<(), ClientError> {
+        let record = match self.pending.front_mut() {
+            Some(Expect::Execute { command: Some(cmd), params_digest, started, .. }) => {
+                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows, duration: Some(started.elapsed()), error_code: None };
+                self.pending.pop_front();
+                Some(rec)
+            }
+            Some(Expect::Execute { .. }) => {
+                self.pending.pop_front();
+                None
+            }
+            Some(Expect::Query { command: Some(cmd), started, index, .. }) => {
+                let multi = cmd.verdict.classification.as_ref().is_some_and(|c| c.statements.len() > 1);
+                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows, duration: Some(started.elapsed()), error_code: None };
+                *index += 1;
+                Some(rec)
+            }
+            _ => None,
+        };
+        if let Some(rec) = record {
+            let durable = statement_is_write(&rec);
+            self.gate.record(&self.grant, rec, durable).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_error(&mut self, frame: Frame) -> Step {
+        let Some(front) = self.pending.front_mut() else {
+            // An error nobody asked for (the server is shutting the backend down).
+            let fatal = ErrorFields::decode(&frame.body).severity != "ERROR";
+            frame.encode(&mut self.out);
+            return if fatal { Step::End("upstream ended the session".into()) } else { Step::Continue };
+        };
+        let fields = ErrorFields::decode(&frame.body);
+        match front.denied() {
+            Some(verdict) => denial_error(verdict).frame().encode(&mut self.out),
+            None => {
+                let record = match front {
+                    Expect::Execute { command: Some(cmd), params_digest, started, .. } => Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()) }),
+                    Expect::Query { command: Some(cmd), started, index, .. } => {
+                        let multi = cmd.verdict.classification.as_ref().is_some_and(|c| c.statements.len() > 1);
+                        Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()) })
+                    }
+                    _ => None,
+                };
+                if let Some(rec) = record {
+                    let _ = self.gate.record(&self.grant, rec, false).await;
+                }
+                frame.encode(&mut self.out);
+            }
+        }
+        if self.pending.front().is_some_and(Expect::is_extended) {
+            // PostgreSQL skips every extended-protocol message until Sync after an error.
+            while self.pending.front().is_some_and(Expect::is_extended) {
+                self.pending.pop_front();
+            }
+        }
+        if fields.severity == "FATAL" || fields.severity == "PANIC" {
+            return Step::End("upstream ended the session".into());
+        }
+        Step::Continue
+    }
+}
+
+fn statement_is_write(rec: &CommandRecord) -> bool {
+    match (&rec.verdict.classification, rec.statement_index) {
+        (Some(c), Some(i)) => c.statements.get(i).is_none_or(|s| s.accesses.iter().any(|a| a.action.is_write())),
+        _ => rec.verdict.is_write(),
+    }
+}
+
+pub fn denial_error(verdict: &Verdict) -> ErrorFields {
+    let mut e = ErrorFields::error("42501", verdict.decision.reason.clone());
+    if !verdict.decision.policy_ids.is_empty() {
+        e = e.with_detail(format!("decided by policy: {}", verdict.decision.policy_ids.join(", ")));
+    }
+    e
+}
+
+fn token_deadline(expires_at_unix: i64) -> tokio::time::Instant {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let left = (expires_at_unix as f64 - now).max(0.0);
+    tokio::time::Instant::now() + Duration::from_secs_f64(left.min(10.0 * 365.0 * 86_400.0))
+}
