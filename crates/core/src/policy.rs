@@ -163,7 +163,7 @@ impl PolicyEngine {
             }
         }
         if !problems.is_empty() {
-            return Err(PolicyError { problems });
+            return Err(PolicyError { problems: error::collapse(problems, sources) });
         }
 
         let mut set = PolicySet::new();
@@ -189,9 +189,10 @@ impl PolicyEngine {
                 let (source, text) = locate(w.policy_id());
                 error::from_diagnostic(source, text, Some(w.policy_id().to_string()), w, format!("warning: {w}"))
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let warnings = error::collapse(warnings, sources);
         if !problems.is_empty() {
-            return Err(PolicyError { problems });
+            return Err(PolicyError { problems: error::collapse(problems, sources) });
         }
 
         let policies: Vec<Policy> = loaded.iter().map(|l| l.policy.clone()).collect();

@@ -97,9 +97,82 @@ pub(crate) fn from_diagnostic(
     }
 }
 
+/// Orders problems by source and position, and folds the copies Cedar emits per request
+/// type: strict validation checks a policy once for every (principal, action, resource)
+/// combination it may apply to, so one typo can come back twenty times.
+pub(crate) fn collapse(mut problems: Vec<PolicyProblem>, sources: &[(String, String)]) -> Vec<PolicyProblem> {
+    let source_index = |name: &str| sources.iter().position(|(n, _)| n == name).unwrap_or(usize::MAX);
+    problems.sort_by(|a, b| {
+        (source_index(&a.source), a.line, a.column, &a.policy_id, &a.message)
+            .cmp(&(source_index(&b.source), b.line, b.column, &b.policy_id, &b.message))
+    });
+    let mut out: Vec<(PolicyProblem, usize)> = Vec::new();
+    for p in problems {
+        match out.last_mut() {
+            Some((first, n))
+                if first.line.is_some()
+                    && (&first.source, first.line, first.column, &first.policy_id)
+                        == (&p.source, p.line, p.column, &p.policy_id)
+                    && without_type_names(&first.message) == without_type_names(&p.message) =>
+            {
+                *n += 1
+            }
+            _ => out.push((p, 0)),
+        }
+    }
+    out.into_iter()
+        .map(|(mut p, similar)| {
+            if similar > 0 {
+                p.message.push_str(&format!(" (and the same for {similar} more actions or resource types)"));
+                if p.message.contains("on entity type") {
+                    // Cedar's own hint ("did you mean ...") names an attribute of the wrong
+                    // type here; the fix is to narrow the type first.
+                    p.help = Some(
+                        "the attribute exists only on some of the types this policy covers: test \
+                         `resource is Warden::Table` (or narrow the scope) before reading it"
+                            .to_string(),
+                    );
+                }
+            }
+            p
+        })
+        .collect()
+}
+
+/// The message with `Warden::...` names blanked, so copies that differ only in the
+/// action or entity type they were checked for compare equal.
+fn without_type_names(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("Warden::") {
+        out.push_str(&rest[..at]);
+        out.push('_');
+        let tail = &rest[at..];
+        let mut end = tail
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(tail.len());
+        if tail[end..].starts_with('"') {
+            // Action ids: `Warden::Action::"select"`.
+            end += 1 + tail[end + 1..].find('"').map_or(tail.len() - end - 1, |q| q + 1);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::line_col;
+
+    #[test]
+    fn type_names_are_blanked() {
+        assert_eq!(
+            super::without_type_names("in context for Warden::Action::\"set_role\" not found"),
+            "in context for _ not found"
+        );
+        assert_eq!(super::without_type_names("type `Warden::Setting` not"), "type `_` not");
+    }
 
     #[test]
     fn offsets_map_to_lines_and_columns() {
