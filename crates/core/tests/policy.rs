@@ -375,3 +375,39 @@ fn templates_are_rejected() {
     assert!(msg.starts_with("bad.cedar:2:"), "{msg}");
     assert!(msg.contains("templates"), "{msg}");
 }
+
+#[test]
+fn evaluation_error_fails_closed_without_internals() {
+    // Overflow passes validation and fails at evaluation; the sibling permit must not win,
+    // since an erroring policy could have been the forbid meant to stop the access.
+    let e = engine(
+        r#"
+        @id("allow-all")
+        permit(principal, action, resource);
+        @id("overflows")
+        forbid(principal, action, resource) when { context.node == "x" && 9223372036854775807 + 1 > 0 };
+        "#,
+    );
+    let d = e.decide(&who("bot", Some("x")), &command(&[(Action::Select, table("public.t"))]), &ctx());
+    assert_eq!(d.effect, Effect::Deny);
+    assert_eq!(d.policy_ids, vec!["overflows".to_string()]);
+    assert!(d.reason.contains("policy evaluation error"), "{}", d.reason);
+    assert!(!d.reason.contains("overflow"), "no internals in client text: {}", d.reason);
+    assert!(e.decide(&who("bot", Some("y")), &command(&[(Action::Select, table("public.t"))]), &ctx()).allowed());
+}
+
+#[test]
+fn every_action_maps_to_its_cedar_action() {
+    // decide() indexes action uids by `Action as usize`; a reordering of `Action::ALL`
+    // would silently swap rights, so pin each action to a policy naming it.
+    for a in Action::ALL {
+        let e = engine(&format!(
+            "@id(\"only\")\npermit(principal, action == Warden::Action::\"{}\", resource);",
+            a.as_str()
+        ));
+        for b in Action::ALL {
+            let d = e.decide(&who("bot", None), &command(&[(b, None)]), &ctx());
+            assert_eq!(d.allowed(), a == b, "policy for {a}, access {b}");
+        }
+    }
+}
