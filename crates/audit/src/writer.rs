@@ -271,6 +271,9 @@ impl Writer {
             }
         }
         self.maybe_checkpoint(true);
+        // Release the store (its connections) before acknowledging, so a caller of
+        // shutdown() can rely on the writer no longer touching the database.
+        drop(self);
         for s in shutdown_waiters {
             let _ = s.send(());
         }
