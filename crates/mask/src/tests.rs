@@ -1,0 +1,5 @@
+use super::*;
+
+pub(crate) fn masker() -> Masker {
+    Masker::new(&MaskConfig::default()).unwrap()
+}
