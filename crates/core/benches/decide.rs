@@ -53,7 +53,10 @@ fn command(accesses: &[(Action, &str)]) -> Classification {
             text: String::new(),
             accesses: accesses
                 .iter()
-                .map(|(a, t)| Access { action: *a, object: Some(ObjectRef::Table((*t).to_string())) })
+                .map(|(a, t)| Access {
+                    action: *a,
+                    object: Some(ObjectRef::Table((*t).to_string())),
+                })
                 .collect(),
         }],
     }
@@ -67,10 +70,7 @@ fn bench(c: &mut Criterion) {
         (Action::Select, "app1.customers"),
         (Action::Update, "app1.orders"),
     ]);
-    let engines = [
-        ("scoped", scoped_policies()),
-        ("global", global_policies()),
-    ];
+    let engines = [("scoped", scoped_policies()), ("global", global_policies())];
     for (name, extra) in engines {
         let e = PolicyEngine::from_sources(&[
             ("quickstart".to_string(), QUICKSTART.to_string()),

@@ -29,8 +29,9 @@ use crate::classification::{Access, Action, Classification, ObjectRef};
 use crate::decision::{Decision, Effect};
 use crate::identity::SessionIdentity;
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy,
-    PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
+    EntityUid, Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, ValidationMode,
+    Validator,
 };
 use reason::DenyCause;
 use slice::Slices;
@@ -65,7 +66,9 @@ pub struct PolicyEngine {
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyEngine").field("policy_ids", &self.ids).finish_non_exhaustive()
+        f.debug_struct("PolicyEngine")
+            .field("policy_ids", &self.ids)
+            .finish_non_exhaustive()
     }
 }
 
@@ -96,7 +99,9 @@ impl Names {
             setting: ty("Warden::Setting"),
             actions: Action::ALL
                 .iter()
-                .map(|a| EntityUid::from_type_name_and_id(action_ty.clone(), EntityId::new(a.as_str())))
+                .map(|a| {
+                    EntityUid::from_type_name_and_id(action_ty.clone(), EntityId::new(a.as_str()))
+                })
                 .collect(),
         }
     }
@@ -163,12 +168,15 @@ impl PolicyEngine {
             }
         }
         if !problems.is_empty() {
-            return Err(PolicyError { problems: error::collapse(problems, sources) });
+            return Err(PolicyError {
+                problems: error::collapse(problems, sources),
+            });
         }
 
         let mut set = PolicySet::new();
         for l in &loaded {
-            set.add(l.policy.clone()).expect("ids were checked for uniqueness above");
+            set.add(l.policy.clone())
+                .expect("ids were checked for uniqueness above");
         }
         let by_id: HashMap<&str, &Loaded> = loaded.iter().map(|l| (l.id.as_str(), l)).collect();
         let locate = |id: &PolicyId| -> (&str, &str) {
@@ -181,18 +189,32 @@ impl PolicyEngine {
         let result = Validator::new(schema.clone()).validate(&set, ValidationMode::Strict);
         for e in result.validation_errors() {
             let (source, text) = locate(e.policy_id());
-            problems.push(error::from_diagnostic(source, text, Some(e.policy_id().to_string()), e, e.to_string()));
+            problems.push(error::from_diagnostic(
+                source,
+                text,
+                Some(e.policy_id().to_string()),
+                e,
+                e.to_string(),
+            ));
         }
         let warnings = result
             .validation_warnings()
             .map(|w| {
                 let (source, text) = locate(w.policy_id());
-                error::from_diagnostic(source, text, Some(w.policy_id().to_string()), w, format!("warning: {w}"))
+                error::from_diagnostic(
+                    source,
+                    text,
+                    Some(w.policy_id().to_string()),
+                    w,
+                    format!("warning: {w}"),
+                )
             })
             .collect::<Vec<_>>();
         let warnings = error::collapse(warnings, sources);
         if !problems.is_empty() {
-            return Err(PolicyError { problems: error::collapse(problems, sources) });
+            return Err(PolicyError {
+                problems: error::collapse(problems, sources),
+            });
         }
 
         let policies: Vec<Policy> = loaded.iter().map(|l| l.policy.clone()).collect();
@@ -226,7 +248,12 @@ impl PolicyEngine {
     ///
     /// Accesses are checked in statement order and the first denial ends the evaluation,
     /// so `denied_access` is the first denied access as the command wrote it.
-    pub fn decide(&self, who: &SessionIdentity, command: &Classification, _ctx: &RequestContext) -> Decision {
+    pub fn decide(
+        &self,
+        who: &SessionIdentity,
+        command: &Classification,
+        _ctx: &RequestContext,
+    ) -> Decision {
         let mut accesses: Vec<&Access> = Vec::new();
         for a in command.statements.iter().flat_map(|s| s.accesses.iter()) {
             // Commands touch a handful of objects; a linear scan beats hashing here.
@@ -246,7 +273,6 @@ impl PolicyEngine {
         let Ok((principal, entities, context, target)) = self.request_parts(who, &accesses) else {
             return deny(who, first, DenyCause::EvaluationError, Vec::new());
         };
-        let policies = self.slices.for_agent(&who.agent);
 
         let mut permits: Vec<String> = Vec::new();
         for access in &accesses {
@@ -255,16 +281,21 @@ impl PolicyEngine {
                 None => target.clone(),
             };
             let action = self.names.actions[access.action as usize].clone();
-            let Ok(request) = Request::new(principal.clone(), action, resource, context.clone(), None) else {
+            let Ok(request) =
+                Request::new(principal.clone(), action, resource, context.clone(), None)
+            else {
                 return deny(who, access, DenyCause::EvaluationError, Vec::new());
             };
+            let policies = self.slices.get(&who.agent, access.action);
             let response = self.authorizer.is_authorized(&request, policies, &entities);
             let diagnostics = response.diagnostics();
             if diagnostics.errors().next().is_some() {
                 // Even when the remaining policies allow, an erroring policy might have
                 // been the forbid meant to stop this access.
                 let ids = sorted(diagnostics.errors().map(|e| match e {
-                    cedar_policy::AuthorizationError::PolicyEvaluationError(e) => e.policy_id().to_string(),
+                    cedar_policy::AuthorizationError::PolicyEvaluationError(e) => {
+                        e.policy_id().to_string()
+                    }
                 }));
                 return deny(who, access, DenyCause::EvaluationError, ids);
             }
@@ -287,7 +318,12 @@ impl PolicyEngine {
         }
         let policy_ids = sorted(permits.into_iter());
         let reason = format!("warden: allowed by {}", quoted_list(&policy_ids));
-        Decision { effect: Effect::Allow, policy_ids, denied_access: None, reason }
+        Decision {
+            effect: Effect::Allow,
+            policy_ids,
+            denied_access: None,
+            reason,
+        }
     }
 
     /// Principal, entities, context and target uid shared by every access of a command:
@@ -334,31 +370,60 @@ impl PolicyEngine {
         let entities = Entities::from_entities(entities, None).map_err(|_| ())?;
         let node = who.node.as_deref().unwrap_or("");
         let context = Context::from_pairs([
-            ("node".to_string(), RestrictedExpression::new_string(node.to_string())),
-            ("agent".to_string(), RestrictedExpression::new_string(who.agent.clone())),
-            ("owner".to_string(), RestrictedExpression::new_string(who.owner.clone())),
-            ("run".to_string(), RestrictedExpression::new_string(who.run.clone().unwrap_or_default())),
+            (
+                "node".to_string(),
+                RestrictedExpression::new_string(node.to_string()),
+            ),
+            (
+                "agent".to_string(),
+                RestrictedExpression::new_string(who.agent.clone()),
+            ),
+            (
+                "owner".to_string(),
+                RestrictedExpression::new_string(who.owner.clone()),
+            ),
+            (
+                "run".to_string(),
+                RestrictedExpression::new_string(who.run.clone().unwrap_or_default()),
+            ),
             (
                 "graph_version".to_string(),
                 RestrictedExpression::new_string(who.graph_version.clone().unwrap_or_default()),
             ),
-            ("target".to_string(), RestrictedExpression::new_string(who.target.clone())),
+            (
+                "target".to_string(),
+                RestrictedExpression::new_string(who.target.clone()),
+            ),
         ])
         .map_err(|_| ())?;
         Ok((principal, entities, context, target_uid))
     }
 }
 
-fn entity(uid: EntityUid, attrs: &[(&str, &str)], parent: Option<&EntityUid>) -> Result<Entity, ()> {
+fn entity(
+    uid: EntityUid,
+    attrs: &[(&str, &str)],
+    parent: Option<&EntityUid>,
+) -> Result<Entity, ()> {
     let attrs: HashMap<String, RestrictedExpression> = attrs
         .iter()
-        .map(|(k, v)| (k.to_string(), RestrictedExpression::new_string(v.to_string())))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                RestrictedExpression::new_string(v.to_string()),
+            )
+        })
         .collect();
     let parents: HashSet<EntityUid> = parent.into_iter().cloned().collect();
     Entity::new(uid, attrs, parents).map_err(|_| ())
 }
 
-fn deny(who: &SessionIdentity, access: &Access, cause: DenyCause<'_>, policy_ids: Vec<String>) -> Decision {
+fn deny(
+    who: &SessionIdentity,
+    access: &Access,
+    cause: DenyCause<'_>,
+    policy_ids: Vec<String>,
+) -> Decision {
     Decision {
         effect: Effect::Deny,
         reason: reason::denial(who, access, cause),
@@ -381,13 +446,27 @@ fn quoted_list(ids: &[String]) -> String {
 }
 
 fn load_schema() -> Result<Schema, PolicyError> {
-    Schema::from_cedarschema_str(SCHEMA_TEXT).map(|(schema, _warnings)| schema).map_err(|e| PolicyError {
-        problems: vec![error::from_diagnostic(SCHEMA_SOURCE, SCHEMA_TEXT, None, &e, e.to_string())],
-    })
+    Schema::from_cedarschema_str(SCHEMA_TEXT)
+        .map(|(schema, _warnings)| schema)
+        .map_err(|e| PolicyError {
+            problems: vec![error::from_diagnostic(
+                SCHEMA_SOURCE,
+                SCHEMA_TEXT,
+                None,
+                &e,
+                e.to_string(),
+            )],
+        })
 }
 
 /// Parses one source into `loaded`, or records why it cannot be.
-fn parse_source(index: usize, name: &str, text: &str, loaded: &mut Vec<Loaded>, problems: &mut Vec<PolicyProblem>) {
+fn parse_source(
+    index: usize,
+    name: &str,
+    text: &str,
+    loaded: &mut Vec<Loaded>,
+    problems: &mut Vec<PolicyProblem>,
+) {
     let set = match PolicySet::from_str(text) {
         Ok(set) => set,
         Err(errs) => {
@@ -399,12 +478,18 @@ fn parse_source(index: usize, name: &str, text: &str, loaded: &mut Vec<Loaded>, 
     };
     // Cedar names policies "policy<N>" in source order; its sets iterate in hash order.
     let ordinal = |id: &PolicyId| -> usize {
-        AsRef::<str>::as_ref(id).strip_prefix("policy").and_then(|n| n.parse().ok()).unwrap_or(usize::MAX)
+        AsRef::<str>::as_ref(id)
+            .strip_prefix("policy")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX)
     };
     let mut items: Vec<(usize, Option<&Policy>, Option<String>)> = set
         .policies()
         .map(|p| (ordinal(p.id()), Some(p), p.to_cedar()))
-        .chain(set.templates().map(|t| (ordinal(t.id()), None, Some(t.to_cedar()))))
+        .chain(
+            set.templates()
+                .map(|t| (ordinal(t.id()), None, Some(t.to_cedar()))),
+        )
         .collect();
     items.sort_by_key(|(n, _, _)| *n);
 
@@ -412,19 +497,21 @@ fn parse_source(index: usize, name: &str, text: &str, loaded: &mut Vec<Loaded>, 
     // recovers the line, which duplicate-id and template errors need.
     let mut cursor = 0;
     for (position, (_, policy, policy_text)) in items.into_iter().enumerate() {
-        let line = policy_text.and_then(|t| text[cursor..].find(&t).map(|at| (at + cursor, t.len()))).map(
-            |(start, len)| {
+        let line = policy_text
+            .and_then(|t| text[cursor..].find(&t).map(|at| (at + cursor, t.len())))
+            .map(|(start, len)| {
                 cursor = start + len;
                 error::line_col(text, start).0
-            },
-        );
+            });
         let Some(policy) = policy else {
             problems.push(PolicyProblem {
                 source: name.to_string(),
                 line,
                 column: None,
                 policy_id: None,
-                message: "templates (policies with ?principal or ?resource slots) are not supported".to_string(),
+                message:
+                    "templates (policies with ?principal or ?resource slots) are not supported"
+                        .to_string(),
                 help: Some("write a static policy naming the principal or resource".to_string()),
             });
             continue;
@@ -444,6 +531,11 @@ fn parse_source(index: usize, name: &str, text: &str, loaded: &mut Vec<Loaded>, 
             }
             None => format!("{name}#{position}"),
         };
-        loaded.push(Loaded { policy: policy.new_id(PolicyId::new(&id)), id, source: index, line });
+        loaded.push(Loaded {
+            policy: policy.new_id(PolicyId::new(&id)),
+            id,
+            source: index,
+            line,
+        });
     }
 }

@@ -2,7 +2,9 @@
 //! the load errors `warden policy check` prints.
 
 use warden_core::policy::{PolicyEngine, RequestContext};
-use warden_core::{Access, Action, Classification, Effect, ObjectRef, SessionIdentity, StatementClass};
+use warden_core::{
+    Access, Action, Classification, Effect, ObjectRef, SessionIdentity, StatementClass,
+};
 
 fn who(agent: &str, node: Option<&str>) -> SessionIdentity {
     SessionIdentity {
@@ -31,7 +33,10 @@ fn command(accesses: &[(Action, Option<ObjectRef>)]) -> Classification {
             .iter()
             .map(|(action, object)| StatementClass {
                 text: format!("-- {action}"),
-                accesses: vec![Access { action: *action, object: object.clone() }],
+                accesses: vec![Access {
+                    action: *action,
+                    object: object.clone(),
+                }],
             })
             .collect(),
     }
@@ -63,14 +68,21 @@ when { context.node == "reader" };
 fn schema_declares_every_action() {
     let schema = PolicyEngine::schema_text();
     for a in Action::ALL {
-        assert!(schema.contains(&format!("\"{}\"", a.as_str())), "schema lacks action {a}");
+        assert!(
+            schema.contains(&format!("\"{}\"", a.as_str())),
+            "schema lacks action {a}"
+        );
     }
 }
 
 #[test]
 fn default_deny() {
     let e = engine("");
-    let d = e.decide(&who("bot", Some("reader")), &command(&[(Action::Select, table("public.t"))]), &ctx());
+    let d = e.decide(
+        &who("bot", Some("reader")),
+        &command(&[(Action::Select, table("public.t"))]),
+        &ctx(),
+    );
     assert_eq!(d.effect, Effect::Deny);
     assert!(d.policy_ids.is_empty());
     assert!(d.reason.contains("default deny"), "{}", d.reason);
@@ -88,7 +100,11 @@ fn empty_command_is_allowed_without_policies() {
 #[test]
 fn reader_select_allowed() {
     let e = engine(READER);
-    let d = e.decide(&who("bot", Some("reader")), &command(&[(Action::Select, table("public.customers"))]), &ctx());
+    let d = e.decide(
+        &who("bot", Some("reader")),
+        &command(&[(Action::Select, table("public.customers"))]),
+        &ctx(),
+    );
     assert_eq!(d.effect, Effect::Allow, "{}", d.reason);
     assert_eq!(d.policy_ids, vec!["reader-select".to_string()]);
     assert!(d.denied_access.is_none());
@@ -100,8 +116,18 @@ fn reader_delete_denied_with_actionable_reason() {
     let cmd = command(&[(Action::Delete, table("pg_catalog.pg_class"))]);
     let d = e.decide(&who("billing-bot", Some("reader")), &cmd, &ctx());
     assert_eq!(d.effect, Effect::Deny);
-    assert_eq!(d.denied_access, Some(Access { action: Action::Delete, object: table("pg_catalog.pg_class") }));
-    assert!(d.policy_ids.is_empty(), "default deny names no policy: {:?}", d.policy_ids);
+    assert_eq!(
+        d.denied_access,
+        Some(Access {
+            action: Action::Delete,
+            object: table("pg_catalog.pg_class")
+        })
+    );
+    assert!(
+        d.policy_ids.is_empty(),
+        "default deny names no policy: {:?}",
+        d.policy_ids
+    );
     assert_eq!(
         d.reason,
         "warden: delete on table pg_catalog.pg_class denied for agent \"billing-bot\" node \"reader\" on target \
@@ -132,7 +158,9 @@ fn nodes_of_one_agent_get_different_rights() {
     assert!(e.decide(&refund, &write, &ctx()).allowed());
     assert!(!e.decide(&refund, &read, &ctx()).allowed());
     // Same node name under another agent: a different principal.
-    assert!(!e.decide(&who("other-bot", Some("lookup_customer")), &read, &ctx()).allowed());
+    assert!(!e
+        .decide(&who("other-bot", Some("lookup_customer")), &read, &ctx())
+        .allowed());
     // The agent without a node is not any of its nodes.
     assert!(!e.decide(&who("billing-bot", None), &read, &ctx()).allowed());
 }
@@ -147,12 +175,31 @@ fn forbid_overrides_permit() {
         forbid(principal, action == Warden::Action::"delete", resource);
         "#,
     );
-    let d = e.decide(&who("bot", Some("reader")), &command(&[(Action::Delete, table("public.t"))]), &ctx());
+    let d = e.decide(
+        &who("bot", Some("reader")),
+        &command(&[(Action::Delete, table("public.t"))]),
+        &ctx(),
+    );
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(d.policy_ids, vec!["no-deletes".to_string()]);
-    assert!(d.reason.contains("denied by policy \"no-deletes\" (forbid)"), "{}", d.reason);
-    assert!(!d.reason.contains("grant request"), "a grant cannot lift a forbid: {}", d.reason);
-    assert!(e.decide(&who("bot", Some("reader")), &command(&[(Action::Update, table("public.t"))]), &ctx()).allowed());
+    assert!(
+        d.reason
+            .contains("denied by policy \"no-deletes\" (forbid)"),
+        "{}",
+        d.reason
+    );
+    assert!(
+        !d.reason.contains("grant request"),
+        "a grant cannot lift a forbid: {}",
+        d.reason
+    );
+    assert!(e
+        .decide(
+            &who("bot", Some("reader")),
+            &command(&[(Action::Update, table("public.t"))]),
+            &ctx()
+        )
+        .allowed());
 }
 
 #[test]
@@ -164,9 +211,13 @@ fn agent_wide_permit_applies_to_its_nodes() {
         "#,
     );
     let read = command(&[(Action::Select, table("public.t"))]);
-    assert!(e.decide(&who("bot", Some("any_node")), &read, &ctx()).allowed());
+    assert!(e
+        .decide(&who("bot", Some("any_node")), &read, &ctx())
+        .allowed());
     assert!(e.decide(&who("bot", None), &read, &ctx()).allowed());
-    assert!(!e.decide(&who("other", Some("any_node")), &read, &ctx()).allowed());
+    assert!(!e
+        .decide(&who("other", Some("any_node")), &read, &ctx())
+        .allowed());
 }
 
 #[test]
@@ -184,8 +235,12 @@ fn agent_scoped_forbid_is_not_lost_by_slicing() {
     let read = command(&[(Action::Select, table("public.secrets"))]);
     let d = e.decide(&who("bot", Some("reader")), &read, &ctx());
     assert_eq!(d.policy_ids, vec!["bot-reader-not-secrets".to_string()]);
-    assert!(e.decide(&who("bot", Some("writer")), &read, &ctx()).allowed());
-    assert!(e.decide(&who("other", Some("reader")), &read, &ctx()).allowed());
+    assert!(e
+        .decide(&who("bot", Some("writer")), &read, &ctx())
+        .allowed());
+    assert!(e
+        .decide(&who("other", Some("reader")), &read, &ctx())
+        .allowed());
 }
 
 #[test]
@@ -199,10 +254,16 @@ fn multi_access_command_needs_every_access_allowed() {
         "#,
     );
     let me = who("bot", Some("n"));
-    let ok = command(&[(Action::Select, table("public.customers")), (Action::Insert, table("public.orders"))]);
+    let ok = command(&[
+        (Action::Select, table("public.customers")),
+        (Action::Insert, table("public.orders")),
+    ]);
     let d = e.decide(&me, &ok, &ctx());
     assert_eq!(d.effect, Effect::Allow, "{}", d.reason);
-    assert_eq!(d.policy_ids, vec!["insert-orders".to_string(), "read".to_string()]);
+    assert_eq!(
+        d.policy_ids,
+        vec!["insert-orders".to_string(), "read".to_string()]
+    );
 
     let bad = command(&[
         (Action::Select, table("public.customers")),
@@ -211,7 +272,13 @@ fn multi_access_command_needs_every_access_allowed() {
     ]);
     let d = e.decide(&me, &bad, &ctx());
     assert_eq!(d.effect, Effect::Deny);
-    assert_eq!(d.denied_access, Some(Access { action: Action::Insert, object: table("public.audit") }));
+    assert_eq!(
+        d.denied_access,
+        Some(Access {
+            action: Action::Insert,
+            object: table("public.audit")
+        })
+    );
 }
 
 #[test]
@@ -229,16 +296,43 @@ fn context_and_attributes_are_visible_to_policies() {
         when { principal.name == "n" };
         "#,
     );
-    assert!(e.decide(&who("bot", Some("n")), &command(&[(Action::Select, table("sales.orders"))]), &ctx()).allowed());
-    assert!(!e.decide(&who("bot", Some("n")), &command(&[(Action::Select, table("public.orders"))]), &ctx()).allowed());
-    assert!(e.decide(&who("bot", Some("n")), &command(&[(Action::Transaction, None)]), &ctx()).allowed());
-    assert!(!e.decide(&who("bot", None), &command(&[(Action::Transaction, None)]), &ctx()).allowed());
+    assert!(e
+        .decide(
+            &who("bot", Some("n")),
+            &command(&[(Action::Select, table("sales.orders"))]),
+            &ctx()
+        )
+        .allowed());
+    assert!(!e
+        .decide(
+            &who("bot", Some("n")),
+            &command(&[(Action::Select, table("public.orders"))]),
+            &ctx()
+        )
+        .allowed());
+    assert!(e
+        .decide(
+            &who("bot", Some("n")),
+            &command(&[(Action::Transaction, None)]),
+            &ctx()
+        )
+        .allowed());
+    assert!(!e
+        .decide(
+            &who("bot", None),
+            &command(&[(Action::Transaction, None)]),
+            &ctx()
+        )
+        .allowed());
 }
 
 // ---- the quickstart policy --------------------------------------------------------
 
 fn quickstart() -> PolicyEngine {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/policy.cedar");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/quickstart/policy.cedar"
+    );
     let text = std::fs::read_to_string(path).expect("read examples/quickstart/policy.cedar");
     PolicyEngine::from_sources(&[("examples/quickstart/policy.cedar".to_string(), text)])
         .unwrap_or_else(|e| panic!("quickstart policy must validate:\n{e}"))
@@ -248,7 +342,10 @@ fn quickstart() -> PolicyEngine {
 fn quickstart_policy_validates_with_ids_and_no_warnings() {
     let e = quickstart();
     let ids = e.policy_ids();
-    assert!(ids.iter().all(|id| id.starts_with("quickstart-")), "every policy has an @id: {ids:?}");
+    assert!(
+        ids.iter().all(|id| id.starts_with("quickstart-")),
+        "every policy has an @id: {ids:?}"
+    );
     assert!(e.warnings().is_empty(), "{:?}", e.warnings());
 }
 
@@ -267,7 +364,11 @@ fn quickstart_reader() {
         ];
         for (action, object) in allowed {
             let d = e.decide(&me, &command(&[(action, object.clone())]), &ctx());
-            assert!(d.allowed(), "reader should be allowed {action} {object:?}: {}", d.reason);
+            assert!(
+                d.allowed(),
+                "reader should be allowed {action} {object:?}: {}",
+                d.reason
+            );
         }
         let denied = [
             (Action::Delete, table("public.customers")),
@@ -302,7 +403,12 @@ fn quickstart_writer_and_others() {
         (Action::Transaction, None, true),
     ] {
         let d = e.decide(&writer, &command(&[(action, object.clone())]), &ctx());
-        assert_eq!(d.allowed(), allowed, "writer {action} {object:?}: {}", d.reason);
+        assert_eq!(
+            d.allowed(),
+            allowed,
+            "writer {action} {object:?}: {}",
+            d.reason
+        );
     }
     let d = e.decide(&writer, &command(&[(Action::CopyProgram, None)]), &ctx());
     assert_eq!(d.policy_ids, vec!["quickstart-never-escape".to_string()]);
@@ -310,7 +416,9 @@ fn quickstart_writer_and_others() {
     // No node, another node, or another target: nothing.
     let read = command(&[(Action::Select, table("public.orders"))]);
     assert!(!e.decide(&who("etl-bot", None), &read, &ctx()).allowed());
-    assert!(!e.decide(&who("etl-bot", Some("planner")), &read, &ctx()).allowed());
+    assert!(!e
+        .decide(&who("etl-bot", Some("planner")), &read, &ctx())
+        .allowed());
     let mut elsewhere = who("etl-bot", Some("reader"));
     elsewhere.target = "prod".to_string();
     assert!(!e.decide(&elsewhere, &read, &ctx()).allowed());
@@ -343,19 +451,32 @@ fn unknown_attribute_is_rejected() {
 
 #[test]
 fn syntax_error_is_rejected_with_source_and_line() {
-    let msg = load_err("@id(\"a\")\npermit(principal, action, resource);\n\npermit(principal action, resource);\n");
+    let msg = load_err(
+        "@id(\"a\")\npermit(principal, action, resource);\n\npermit(principal action, resource);\n",
+    );
     assert!(msg.starts_with("bad.cedar:4:"), "{msg}");
 }
 
 #[test]
 fn duplicate_ids_are_rejected() {
     let sources = [
-        ("a.cedar".to_string(), "@id(\"same\")\npermit(principal, action, resource);\n".to_string()),
-        ("b.cedar".to_string(), "\n\n@id(\"same\")\nforbid(principal, action, resource);\n".to_string()),
+        (
+            "a.cedar".to_string(),
+            "@id(\"same\")\npermit(principal, action, resource);\n".to_string(),
+        ),
+        (
+            "b.cedar".to_string(),
+            "\n\n@id(\"same\")\nforbid(principal, action, resource);\n".to_string(),
+        ),
     ];
-    let msg = PolicyEngine::from_sources(&sources).unwrap_err().to_string();
+    let msg = PolicyEngine::from_sources(&sources)
+        .unwrap_err()
+        .to_string();
     assert!(msg.starts_with("b.cedar:3:"), "{msg}");
-    assert!(msg.contains("duplicate policy id \"same\" (first defined at a.cedar:1)"), "{msg}");
+    assert!(
+        msg.contains("duplicate policy id \"same\" (first defined at a.cedar:1)"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -388,12 +509,26 @@ fn evaluation_error_fails_closed_without_internals() {
         forbid(principal, action, resource) when { context.node == "x" && 9223372036854775807 + 1 > 0 };
         "#,
     );
-    let d = e.decide(&who("bot", Some("x")), &command(&[(Action::Select, table("public.t"))]), &ctx());
+    let d = e.decide(
+        &who("bot", Some("x")),
+        &command(&[(Action::Select, table("public.t"))]),
+        &ctx(),
+    );
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(d.policy_ids, vec!["overflows".to_string()]);
     assert!(d.reason.contains("policy evaluation error"), "{}", d.reason);
-    assert!(!d.reason.contains("overflow"), "no internals in client text: {}", d.reason);
-    assert!(e.decide(&who("bot", Some("y")), &command(&[(Action::Select, table("public.t"))]), &ctx()).allowed());
+    assert!(
+        !d.reason.contains("overflow"),
+        "no internals in client text: {}",
+        d.reason
+    );
+    assert!(e
+        .decide(
+            &who("bot", Some("y")),
+            &command(&[(Action::Select, table("public.t"))]),
+            &ctx()
+        )
+        .allowed());
 }
 
 #[test]

@@ -79,7 +79,10 @@ pub(crate) fn from_diagnostic(
     diag: &dyn Diagnostic,
     message: String,
 ) -> PolicyProblem {
-    let offset = diag.labels().and_then(|mut labels| labels.next()).map(|l| l.offset());
+    let offset = diag
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| l.offset());
     let (line, column) = match offset {
         Some(o) => {
             let (l, c) = line_col(text, o);
@@ -100,11 +103,31 @@ pub(crate) fn from_diagnostic(
 /// Orders problems by source and position, and folds the copies Cedar emits per request
 /// type: strict validation checks a policy once for every (principal, action, resource)
 /// combination it may apply to, so one typo can come back twenty times.
-pub(crate) fn collapse(mut problems: Vec<PolicyProblem>, sources: &[(String, String)]) -> Vec<PolicyProblem> {
-    let source_index = |name: &str| sources.iter().position(|(n, _)| n == name).unwrap_or(usize::MAX);
+pub(crate) fn collapse(
+    mut problems: Vec<PolicyProblem>,
+    sources: &[(String, String)],
+) -> Vec<PolicyProblem> {
+    let source_index = |name: &str| {
+        sources
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or(usize::MAX)
+    };
     problems.sort_by(|a, b| {
-        (source_index(&a.source), a.line, a.column, &a.policy_id, &a.message)
-            .cmp(&(source_index(&b.source), b.line, b.column, &b.policy_id, &b.message))
+        (
+            source_index(&a.source),
+            a.line,
+            a.column,
+            &a.policy_id,
+            &a.message,
+        )
+            .cmp(&(
+                source_index(&b.source),
+                b.line,
+                b.column,
+                &b.policy_id,
+                &b.message,
+            ))
     });
     let mut out: Vec<(PolicyProblem, usize)> = Vec::new();
     for p in problems {
@@ -123,7 +146,9 @@ pub(crate) fn collapse(mut problems: Vec<PolicyProblem>, sources: &[(String, Str
     out.into_iter()
         .map(|(mut p, similar)| {
             if similar > 0 {
-                p.message.push_str(&format!(" (and the same for {similar} more actions or resource types)"));
+                p.message.push_str(&format!(
+                    " (and the same for {similar} more actions or resource types)"
+                ));
                 if p.message.contains("on entity type") {
                     // Cedar's own hint ("did you mean ...") names an attribute of the wrong
                     // type here; the fix is to narrow the type first.
@@ -153,7 +178,9 @@ fn without_type_names(message: &str) -> String {
             .unwrap_or(tail.len());
         if tail[end..].starts_with('"') {
             // Action ids: `Warden::Action::"select"`.
-            end += 1 + tail[end + 1..].find('"').map_or(tail.len() - end - 1, |q| q + 1);
+            end += 1 + tail[end + 1..]
+                .find('"')
+                .map_or(tail.len() - end - 1, |q| q + 1);
         }
         rest = &tail[end..];
     }
@@ -171,7 +198,10 @@ mod tests {
             super::without_type_names("in context for Warden::Action::\"set_role\" not found"),
             "in context for _ not found"
         );
-        assert_eq!(super::without_type_names("type `Warden::Setting` not"), "type `_` not");
+        assert_eq!(
+            super::without_type_names("type `Warden::Setting` not"),
+            "type `_` not"
+        );
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub(crate) fn grant_request_command(who: &SessionIdentity, access: &Access) -> S
     if let Some(node) = &who.node {
         c.push_str(&format!(" --node {}", shell_word(node)));
     }
-    c.push_str(&format!(" --target {} --action {}", shell_word(&who.target), access.action.as_str()));
+    c.push_str(&format!(
+        " --target {} --action {}",
+        shell_word(&who.target),
+        access.action.as_str()
+    ));
     if let Some(object) = &access.object {
         let (flag, name) = match object {
             ObjectRef::Table(n) => ("--tables", n),
@@ -66,7 +70,9 @@ pub(crate) fn grant_request_command(who: &SessionIdentity, access: &Access) -> S
 /// an odd name (spaces, quotes) cannot turn the pasted command into something else.
 fn shell_word(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '+' | ','));
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | ':' | '@' | '+' | ',')
+        });
     if plain {
         s.to_string()
     } else {
