@@ -1,1 +1,24 @@
-fn main() {}
+//! `warden`: the gateway (`serve`) and the admin commands that act on its store.
+
+mod cli;
+mod config;
+mod gate;
+mod keys;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

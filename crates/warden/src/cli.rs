@@ -1,0 +1,369 @@
+//! The command line. Admin commands act directly on the gateway's store (the same SQLite
+//! file a running gateway uses); a running gateway notices changes within its poll interval.
+
+use crate::config::Config;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use warden_audit::{AuditEvent, AuditHandle, AuditWriter};
+use warden_core::policy::PolicyEngine;
+use warden_core::token::TokenRequest;
+use warden_store::{AuditFilter, SqliteStore, Store};
+
+#[derive(Parser)]
+#[command(name = "warden", version, about = "Privileged-access gateway for AI agents")]
+pub struct Cli {
+    /// The gateway's configuration file.
+    #[arg(long, global = true, env = "WARDEN_CONFIG", default_value = "warden.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Manage agents (deployed graphs' identities).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Manage humans (agent owners and approvers).
+    #[command(subcommand)]
+    Human(HumanCmd),
+    /// Issue short-lived agent tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Validate policies.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+#[derive(Args)]
+struct JsonFlag {
+    /// Machine-readable output.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Create an agent; prints its enrollment secret once.
+    Create {
+        name: String,
+        #[arg(long)]
+        owner: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    Show {
+        name: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Suspend an agent: its tokens stop working and its live sessions end.
+    Suspend { name: String },
+    Resume { name: String },
+}
+
+#[derive(Subcommand)]
+enum HumanCmd {
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Deactivate a human: every agent they own is suspended and its sessions end.
+    Deactivate { email: String },
+    /// Reactivate a human. Their agents stay suspended until resumed one by one.
+    Activate { email: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Print a token for an agent (for operators and tests; agents use POST /v1/token).
+    Issue {
+        #[arg(long)]
+        agent: String,
+        /// Pin the token to one graph node.
+        #[arg(long)]
+        node: Option<String>,
+        #[arg(long)]
+        run: Option<String>,
+        /// Lifetime, e.g. 10m (default tokens.default_ttl, at most tokens.max_ttl).
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain and signed checkpoints; exits 1 if anything was edited,
+    /// deleted, reordered or truncated.
+    Verify {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Search events, newest first.
+    Search {
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        node: Option<String>,
+        /// allow | deny | hold | needs_grant
+        #[arg(long)]
+        decision: Option<String>,
+        /// RFC 3339 time, or a duration ago such as 1h.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Validate Cedar policy files against Warden's schema (the config's files if none given).
+    Check { files: Vec<PathBuf> },
+    /// Print the Cedar schema policies are validated against.
+    Schema,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve => {
+            let config = Config::load(&cli.config)?;
+            crate::serve::run(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy(PolicyCmd::Check { files }) => policy_check(&cli.config, files),
+        Command::Policy(PolicyCmd::Schema) => {
+            print!("{}", PolicyEngine::schema_text());
+            Ok(ExitCode::SUCCESS)
+        }
+        command => {
+            let config = Config::load(&cli.config)?;
+            let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config.store_path()).with_context(|| format!("cannot open store {}", config.store_path().display()))?);
+            admin(command, &config, store)
+        }
+    }
+}
+
+fn policy_check(config_path: &std::path::Path, files: Vec<PathBuf>) -> Result<ExitCode> {
+    let files = if files.is_empty() {
+        let config = Config::load(config_path)?;
+        config.policy.files.iter().map(|f| config.resolve(f)).collect()
+    } else {
+        files
+    };
+    let sources = read_policy_sources(&files)?;
+    match PolicyEngine::from_sources(&sources) {
+        Ok(engine) => {
+            for w in engine.warnings() {
+                eprintln!("warning: {w}");
+            }
+            println!("ok: {} policies in {} file(s) validate against the Warden schema", engine.policy_ids().len(), files.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+pub fn read_policy_sources(files: &[PathBuf]) -> Result<Vec<(String, String)>> {
+    files
+        .iter()
+        .map(|f| Ok((f.display().to_string(), std::fs::read_to_string(f).with_context(|| format!("cannot read policy file {}", f.display()))?)))
+        .collect()
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
+}
+
+/// Admin changes are audited like everything else; a command whose audit event cannot be
+/// made durable reports failure.
+struct AdminAudit {
+    handle: AuditHandle,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl AdminAudit {
+    fn start(config: &Config, store: Arc<dyn Store>) -> Result<Self> {
+        let key = crate::keys::load_or_create(&config.data_dir(), "audit")?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.block_on(async { AuditWriter::start(store, Some(key.signing_key().clone())) });
+        Ok(AdminAudit { handle, runtime })
+    }
+
+    fn record(&self, action: &str, mut ev: AuditEvent) -> Result<()> {
+        ev.extra.insert("action".into(), action.into());
+        ev.extra.insert("via".into(), "cli".into());
+        self.runtime.block_on(async {
+            let r = self.handle.record(ev).await;
+            self.handle.shutdown().await;
+            r
+        })?;
+        Ok(())
+    }
+}
+
+fn admin_event(agent: Option<&str>) -> AuditEvent {
+    let mut ev = AuditEvent::new("admin", "allow");
+    ev.agent = agent.map(str::to_string);
+    ev
+}
+
+fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<ExitCode> {
+    match command {
+        Command::Agent(AgentCmd::Create { name, owner, out }) => {
+            let created = store.create_agent(&name, &owner)?;
+            let mut ev = admin_event(Some(&created.name));
+            ev.owner = Some(created.owner.clone());
+            AdminAudit::start(config, store.clone())?.record("agent_create", ev)?;
+            if out.json {
+                println!("{}", serde_json::json!({"agent": created.name, "owner": created.owner, "enrollment_secret": created.enrollment_secret}));
+            } else {
+                println!("agent {} created, owned by {}", created.name, created.owner);
+                println!("enrollment secret (shown once; exchange it at POST /v1/token):");
+                println!("{}", created.enrollment_secret);
+            }
+        }
+        Command::Agent(AgentCmd::List { out }) => {
+            let agents = store.list_agents()?;
+            if out.json {
+                let rows: Vec<_> = agents.iter().map(agent_json).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!("{:<32} {:<32} {:<10} OWNER STATUS", "AGENT", "OWNER", "STATUS");
+                for a in agents {
+                    println!("{:<32} {:<32} {:<10} {}", a.name, a.owner, a.status.as_str(), a.owner_status.as_str());
+                }
+            }
+        }
+        Command::Agent(AgentCmd::Show { name, out }) => {
+            let a = store.agent(&name)?.with_context(|| format!("no agent named {name:?}"))?;
+            if out.json {
+                println!("{}", agent_json(&a));
+            } else {
+                println!("agent {}\nowner {} ({})\nstatus {}\nmay act {}", a.name, a.owner, a.owner_status.as_str(), a.status.as_str(), a.may_act());
+            }
+        }
+        Command::Agent(AgentCmd::Suspend { name }) => {
+            store.suspend_agent(&name)?;
+            AdminAudit::start(config, store)?.record("agent_suspend", admin_event(Some(&name)))?;
+            println!("agent {name} suspended; its live sessions end within a second");
+        }
+        Command::Agent(AgentCmd::Resume { name }) => {
+            store.resume_agent(&name)?;
+            AdminAudit::start(config, store)?.record("agent_resume", admin_event(Some(&name)))?;
+            println!("agent {name} resumed");
+        }
+        Command::Human(HumanCmd::List { out }) => {
+            let humans = store.list_humans()?;
+            if out.json {
+                let rows: Vec<_> = humans.iter().map(|h| serde_json::json!({"email": h.email, "status": h.status.as_str()})).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for h in humans {
+                    println!("{:<40} {}", h.email, h.status.as_str());
+                }
+            }
+        }
+        Command::Human(HumanCmd::Deactivate { email }) => {
+            let suspended = store.deactivate_human(&email)?;
+            let mut ev = admin_event(None);
+            ev.owner = Some(email.clone());
+            ev.extra.insert("suspended_agents".into(), suspended.clone().into());
+            AdminAudit::start(config, store)?.record("human_deactivate", ev)?;
+            println!("{email} deactivated; agents suspended: {}", if suspended.is_empty() { "none".to_string() } else { suspended.join(", ") });
+        }
+        Command::Human(HumanCmd::Activate { email }) => {
+            store.activate_human(&email)?;
+            let mut ev = admin_event(None);
+            ev.owner = Some(email.clone());
+            AdminAudit::start(config, store)?.record("human_activate", ev)?;
+            println!("{email} active; their agents stay suspended until resumed");
+        }
+        Command::Token(TokenCmd::Issue { agent, node, run, ttl }) => {
+            let ttl = match ttl {
+                Some(t) => humantime::parse_duration(&t).with_context(|| format!("--ttl {t:?}: expected a duration like 10m"))?,
+                None => config.tokens.default_ttl,
+            };
+            if ttl > config.tokens.max_ttl || ttl.is_zero() {
+                bail!("--ttl: must be between 1s and tokens.max_ttl ({})", humantime::format_duration(config.tokens.max_ttl));
+            }
+            let record = store.agent(&agent)?.with_context(|| format!("no agent named {agent:?}"))?;
+            if !record.may_act() {
+                bail!("agent {agent:?} cannot act (agent {}, owner {})", record.status.as_str(), record.owner_status.as_str());
+            }
+            let keys = crate::keys::load_or_create(&config.data_dir(), "token")?;
+            let (token, claims) = keys.issue(&TokenRequest { agent: agent.clone(), node, run, ttl_secs: ttl.as_secs() as i64, ..Default::default() }, now_unix());
+            let mut ev = admin_event(Some(&agent));
+            ev.node = claims.node.clone();
+            ev.run = claims.run.clone();
+            ev.extra.insert("token_id".into(), claims.jti.into());
+            ev.extra.insert("expires_at".into(), claims.exp.into());
+            AdminAudit::start(config, store)?.record("token_issue", ev)?;
+            eprintln!("token for agent {agent} (expires in {}):", humantime::format_duration(ttl));
+            println!("{token}");
+        }
+        Command::Audit(AuditCmd::Verify { out }) => {
+            let key = crate::keys::load_or_create(&config.data_dir(), "audit")?;
+            let report = warden_audit::verify(store.as_ref(), Some(&key.signing_key().verifying_key()));
+            if out.json {
+                println!("{}", serde_json::json!({"ok": report.ok, "events": report.events, "checkpoints": report.checkpoints, "problem": report.problem, "unanchored_tail": report.unanchored_tail}));
+            } else if report.ok {
+                println!("ok: {} events, {} signed checkpoints, chain intact ({} events after the last checkpoint)", report.events, report.checkpoints, report.unanchored_tail);
+            } else {
+                println!("FAILED: {}", report.problem.as_deref().unwrap_or("unknown problem"));
+            }
+            return Ok(if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) });
+        }
+        Command::Audit(AuditCmd::Search { agent, node, decision, since, limit, out }) => {
+            let since = since.map(|s| parse_since(&s)).transpose()?;
+            let rows = store.audit_rows(&AuditFilter { agent, node, decision, since, before_seq: None, limit: Some(limit) })?;
+            for r in rows {
+                if out.json {
+                    let mut v: serde_json::Value = serde_json::from_str(&r.event_json).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("seq".into(), r.seq.into());
+                        o.insert("hash".into(), r.hash.clone().into());
+                    }
+                    println!("{v}");
+                } else {
+                    let ev: AuditEvent = serde_json::from_str(&r.event_json)?;
+                    println!("{:>6} {} {:<14} {:<6} {:<20} {:<12} {}", r.seq, ev.time, ev.kind, ev.decision, ev.agent.unwrap_or_default(), ev.node.unwrap_or_default(), ev.statement.or(ev.reason).unwrap_or_default().replace('\n', " "));
+                }
+            }
+        }
+        Command::Serve | Command::Policy(_) => unreachable!("handled before opening the store"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn agent_json(a: &warden_store::AgentRecord) -> serde_json::Value {
+    serde_json::json!({"agent": a.name, "owner": a.owner, "status": a.status.as_str(), "owner_status": a.owner_status.as_str(), "may_act": a.may_act(), "created_at": a.created_at})
+}
+
+/// Unix microseconds from an RFC 3339 time or a duration ago.
+fn parse_since(s: &str) -> Result<i64> {
+    if let Ok(d) = humantime::parse_duration(s) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        return Ok(now.saturating_sub(d).as_micros() as i64);
+    }
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).with_context(|| format!("--since {s:?}: expected an RFC 3339 time or a duration like 1h"))?;
+    Ok((t.unix_timestamp_nanos() / 1000) as i64)
+}

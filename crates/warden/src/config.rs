@@ -1,0 +1,254 @@
+//! The gateway's TOML configuration (DESIGN.md "config"): unknown keys are errors, every
+//! problem names its key, relative paths are relative to the config file, and secrets are
+//! referenced (env var or file), never written inline.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use warden_core::secret::Secret;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the store, keys and recordings live. Overridden by WARDEN_DATA_DIR.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub tls: Option<ClientTls>,
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub tokens: Tokens,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, rename = "targets")]
+    pub targets: Vec<Target>,
+    /// Directory of the config file; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".warden")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default = "default_pg_listen")]
+    pub postgres: SocketAddr,
+    #[serde(default = "default_admin_listen")]
+    pub admin: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { postgres: default_pg_listen(), admin: default_admin_listen() }
+    }
+}
+
+fn default_pg_listen() -> SocketAddr {
+    "127.0.0.1:6543".parse().unwrap()
+}
+
+fn default_admin_listen() -> SocketAddr {
+    "127.0.0.1:8181".parse().unwrap()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Refuse clients that do not negotiate TLS (their token would cross the wire in clear).
+    #[serde(default)]
+    pub require: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tokens {
+    #[serde(default = "default_ttl", with = "humantime_serde_compat")]
+    pub default_ttl: Duration,
+    #[serde(default = "max_ttl", with = "humantime_serde_compat")]
+    pub max_ttl: Duration,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens { default_ttl: default_ttl(), max_ttl: max_ttl() }
+    }
+}
+
+fn default_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+
+fn max_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest protocol message accepted from a client or upstream.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_startup_timeout", with = "humantime_serde_compat")]
+    pub startup_timeout: Duration,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
+    pub upstream_connect_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_message_bytes: default_max_message(), startup_timeout: default_startup_timeout(), upstream_connect_timeout: default_connect_timeout() }
+    }
+}
+
+fn default_max_message() -> usize {
+    // PostgreSQL's own ceiling is 1 GB; a lower default caps memory per connection.
+    256 * 1024 * 1024
+}
+
+fn default_startup_timeout() -> Duration {
+    Duration::from_secs(15)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub database: String,
+    pub user: String,
+    /// Name of an environment variable holding the upstream password.
+    pub password_env: Option<String>,
+    /// Path of a file holding the upstream password (trailing newline ignored).
+    pub password_file: Option<PathBuf>,
+    /// disable | require | verify-full
+    #[serde(default = "default_tls_mode")]
+    pub tls: String,
+    /// PEM roots for verify-full.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_kind() -> String {
+    "postgres".into()
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_tls_mode() -> String {
+    "disable".into()
+}
+
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"15m\": {e}")))
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Ok(dir) = std::env::var("WARDEN_DATA_DIR") {
+            if !dir.is_empty() {
+                config.data_dir = PathBuf::from(dir);
+            }
+        }
+        config.validate().with_context(|| format!("invalid config {}", path.display()))?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.policy.files.is_empty() {
+            bail!("policy.files: list at least one Cedar policy file");
+        }
+        let mut names = BTreeSet::new();
+        for (i, t) in self.targets.iter().enumerate() {
+            let key = format!("targets[{i}]");
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                bail!("{key}.name: must be non-empty and unique (got {:?})", t.name);
+            }
+            if t.kind != "postgres" {
+                bail!("{key}.kind: only \"postgres\" is supported so far (got {:?})", t.kind);
+            }
+            if !["disable", "require", "verify-full"].contains(&t.tls.as_str()) {
+                bail!("{key}.tls: expected disable, require or verify-full (got {:?})", t.tls);
+            }
+            if t.tls == "verify-full" && t.ca_file.is_none() {
+                bail!("{key}.ca_file: required with tls = \"verify-full\"");
+            }
+            if t.password_env.is_some() && t.password_file.is_some() {
+                bail!("{key}: set password_env or password_file, not both");
+            }
+        }
+        if self.tokens.default_ttl > self.tokens.max_ttl {
+            bail!("tokens.default_ttl: longer than tokens.max_ttl");
+        }
+        if self.limits.max_message_bytes < 1024 {
+            bail!("limits.max_message_bytes: at least 1024");
+        }
+        Ok(())
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.data_dir)
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir().join("warden.db")
+    }
+}
+
+impl Target {
+    /// Reads the upstream password from its env var or file. Errors name the source, never
+    /// the value.
+    pub fn password(&self, config: &Config) -> Result<Option<Secret>> {
+        if let Some(var) = &self.password_env {
+            let v = std::env::var(var).with_context(|| format!("target {:?}: environment variable {var} (password_env) is not set", self.name))?;
+            return Ok(Some(Secret::new(v)));
+        }
+        if let Some(file) = &self.password_file {
+            let path = config.resolve(file);
+            let v = std::fs::read_to_string(&path).with_context(|| format!("target {:?}: cannot read password_file {}", self.name, path.display()))?;
+            return Ok(Some(Secret::new(v.trim_end_matches(['\n', '\r']))));
+        }
+        Ok(None)
+    }
+}

@@ -1,0 +1,310 @@
+//! Warden's answers to the PostgreSQL session's questions: who is this (tokens and the
+//! store), may this command run (classifier and Cedar), and what happened (the audit log).
+//! Also the registry of live sessions that revocation reaches into.
+
+use crate::config::Config;
+use quick_cache::sync::Cache;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+use warden_audit::{AuditEvent, AuditHandle};
+use warden_core::policy::{PolicyEngine, RequestContext};
+use warden_core::token::{TokenError, TokenKeys};
+use warden_core::{Classification, Decision, SessionIdentity};
+use warden_pg::gate::{ClientError, CommandRecord, Gatekeeper, SessionGrant, Verdict};
+use warden_pg::startup::StartupRequest;
+use warden_pg::upstream::UpstreamConfig;
+use warden_store::Store;
+
+type Classified = Arc<Result<Classification, String>>;
+
+pub struct WardenGate {
+    store: Arc<dyn Store>,
+    policy: PolicyEngine,
+    tokens: Arc<TokenKeys>,
+    audit: AuditHandle,
+    targets: HashMap<String, UpstreamConfig>,
+    /// Classification depends only on the text: shared by all sessions, keyed by the full
+    /// text (never a hash: a collision would be a bypass).
+    classified: Cache<String, Classified>,
+    epoch: AtomicU64,
+    sessions: Mutex<HashMap<String, LiveSession>>,
+}
+
+struct LiveSession {
+    agent: String,
+    revoke: watch::Sender<Option<String>>,
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
+}
+
+impl WardenGate {
+    pub fn new(config: &Config, store: Arc<dyn Store>, policy: PolicyEngine, tokens: Arc<TokenKeys>, audit: AuditHandle) -> anyhow::Result<Arc<Self>> {
+        let mut targets = HashMap::new();
+        for t in &config.targets {
+            let tls = match t.tls.as_str() {
+                "require" => warden_pg::upstream::UpstreamTls::Require,
+                "verify-full" => {
+                    let ca = config.resolve(t.ca_file.as_ref().expect("validated"));
+                    let roots = warden_pg::tls::load_roots(&ca.to_string_lossy())?;
+                    warden_pg::upstream::UpstreamTls::VerifyFull { roots: Arc::new(roots) }
+                }
+                _ => warden_pg::upstream::UpstreamTls::Disable,
+            };
+            let upstream = UpstreamConfig {
+                host: t.host.clone(),
+                port: t.port,
+                database: t.database.clone(),
+                user: t.user.clone(),
+                password: t.password(config)?,
+                tls,
+                connect_timeout: config.limits.upstream_connect_timeout,
+            };
+            targets.insert(t.name.clone(), upstream);
+        }
+        Ok(Arc::new(WardenGate {
+            store,
+            policy,
+            tokens,
+            audit,
+            targets,
+            classified: Cache::new(100_000),
+            epoch: AtomicU64::new(1),
+            sessions: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    fn classify(&self, sql: &str) -> Classified {
+        if let Some(c) = self.classified.get(sql) {
+            return c;
+        }
+        let c: Classified = Arc::new(warden_pg::classify::classify(sql).map_err(|e| e.to_string()));
+        self.classified.insert(sql.to_string(), c.clone());
+        c
+    }
+
+    /// Ends every live session whose agent may no longer act. Runs whenever the store's
+    /// epoch moves (another process suspended an agent or deactivated an owner).
+    pub fn enforce_revocations(&self) {
+        let agents: Vec<String> = {
+            let sessions = self.sessions.lock().unwrap();
+            let mut a: Vec<String> = sessions.values().map(|s| s.agent.clone()).collect();
+            a.sort();
+            a.dedup();
+            a
+        };
+        for agent in agents {
+            let reason = match self.store.agent(&agent) {
+                Ok(Some(rec)) if rec.may_act() => continue,
+                Ok(Some(rec)) if rec.owner_status != warden_store::HumanStatus::Active => format!("owner {} of agent {agent} was deactivated", rec.owner),
+                Ok(Some(_)) => format!("agent {agent} was suspended"),
+                Ok(None) => format!("agent {agent} no longer exists"),
+                // The store cannot say the agent may act: fail closed.
+                Err(_) => "the gateway cannot confirm the agent is active (store unavailable)".to_string(),
+            };
+            let sessions = self.sessions.lock().unwrap();
+            for s in sessions.values().filter(|s| s.agent == agent) {
+                s.revoke.send_replace(Some(reason.clone()));
+            }
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Polls the store's revocation epoch and the audit log's health.
+    pub async fn watch(self: Arc<Self>, every: Duration) {
+        let mut last_epoch = None;
+        let mut last_healthy = true;
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let gate = self.clone();
+            let epoch = tokio::task::spawn_blocking(move || gate.store.epoch()).await.ok().and_then(Result::ok);
+            if epoch.is_none() || epoch != last_epoch {
+                let gate = self.clone();
+                tokio::task::spawn_blocking(move || gate.enforce_revocations()).await.ok();
+                last_epoch = epoch;
+            }
+            let healthy = self.audit.healthy();
+            if healthy != last_healthy {
+                // Cached verdicts were made under the other health state.
+                self.epoch.fetch_add(1, Ordering::AcqRel);
+                last_healthy = healthy;
+            }
+        }
+    }
+
+    fn event(&self, session: &SessionGrant, kind: &str, decision: &str) -> AuditEvent {
+        let id = &session.identity;
+        let mut ev = AuditEvent::new(kind, decision);
+        ev.session_id = Some(session.session_id.clone());
+        ev.agent = Some(id.agent.clone());
+        ev.owner = Some(id.owner.clone());
+        ev.node = id.node.clone();
+        ev.run = id.run.clone();
+        ev.thread = id.thread.clone();
+        ev.graph_version = id.graph_version.clone();
+        ev.target = Some(id.target.clone());
+        ev
+    }
+}
+
+fn refuse(message: impl Into<String>) -> ClientError {
+    ClientError::new("28000", message)
+}
+
+#[async_trait::async_trait]
+impl Gatekeeper for WardenGate {
+    async fn authenticate(&self, request: &StartupRequest, password: &str, peer: SocketAddr) -> Result<SessionGrant, ClientError> {
+        let agent = request.user.clone();
+        let Some(upstream) = self.targets.get(&request.database) else {
+            return Err(ClientError::new("3D000", format!("warden: no target named \"{}\" (dbname selects the target)", request.database)));
+        };
+        let claims = match self.tokens.verify(password, now_unix()) {
+            Ok(c) => c,
+            Err(TokenError::Expired) => return Err(ClientError::new("28P01", format!("warden: token for agent \"{agent}\" has expired; get a fresh one"))),
+            Err(_) => return Err(ClientError::new("28P01", format!("warden: authentication failed for agent \"{agent}\": the password must be a valid Warden token"))),
+        };
+        if claims.sub != agent {
+            return Err(ClientError::new("28P01", format!("warden: authentication failed for agent \"{agent}\": the token was issued to another agent")));
+        }
+        let node = match (&claims.node, &request.node) {
+            (Some(pinned), Some(asked)) if pinned != asked => {
+                return Err(refuse(format!("warden: the token is pinned to node \"{pinned}\" and cannot act as node \"{asked}\"")));
+            }
+            (Some(pinned), _) => Some(pinned.clone()),
+            (None, asked) => asked.clone(),
+        };
+        // Register before reading the store: a revocation landing after the read still
+        // reaches this session through the registry.
+        let session_id = hex::encode(rand::random::<[u8; 12]>());
+        let (revoke, revoked) = watch::channel(None);
+        self.sessions.lock().unwrap().insert(session_id.clone(), LiveSession { agent: agent.clone(), revoke });
+        let unregister = || {
+            self.sessions.lock().unwrap().remove(&session_id);
+        };
+        let store = self.store.clone();
+        let name = agent.clone();
+        let record = match tokio::task::spawn_blocking(move || store.agent(&name)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "store unavailable during authentication");
+                unregister();
+                return Err(ClientError::new("08006", "warden: the gateway's store is unavailable; try again"));
+            }
+            Err(_) => {
+                unregister();
+                return Err(refuse("warden: internal error"));
+            }
+        };
+        let refusal = match &record {
+            Some(r) if r.may_act() => None,
+            Some(r) if r.owner_status != warden_store::HumanStatus::Active => Some(format!("warden: agent \"{agent}\" cannot act: its owner {} is deactivated", r.owner)),
+            Some(_) => Some(format!("warden: agent \"{agent}\" is suspended")),
+            None => Some(format!("warden: authentication failed for agent \"{agent}\"")),
+        };
+        if let Some(msg) = refusal {
+            unregister();
+            return Err(refuse(msg));
+        }
+        let record = record.expect("checked above");
+        let identity = SessionIdentity {
+            agent: agent.clone(),
+            owner: record.owner,
+            node,
+            run: request.run.clone().or(claims.run),
+            thread: request.thread.clone().or(claims.thread),
+            graph_version: claims.gv,
+            target: request.database.clone(),
+        };
+        let grant = SessionGrant { session_id: session_id.clone(), identity, upstream: upstream.clone(), expires_at_unix: claims.exp, revoked };
+        let mut ev = self.event(&grant, "session_start", "allow");
+        ev.extra.insert("peer".into(), peer.to_string().into());
+        ev.extra.insert("token_id".into(), claims.jti.into());
+        if self.audit.record(ev).await.is_err() {
+            unregister();
+            return Err(ClientError::new("58030", "warden: the audit log is unavailable; sessions are refused until it recovers"));
+        }
+        tracing::info!(session = %grant.session_id, agent = %grant.identity.agent, node = ?grant.identity.node, target = %grant.identity.target, "session started");
+        Ok(grant)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    fn decide(&self, session: &SessionGrant, sql: &str) -> Arc<Verdict> {
+        if !self.audit.healthy() {
+            return Arc::new(Verdict { classification: None, decision: Decision::deny_without_policy("warden: denied because the audit log is unavailable (fail closed)") });
+        }
+        let classified = self.classify(sql);
+        let verdict = match classified.as_ref() {
+            Ok(c) => Verdict { decision: self.policy.decide(&session.identity, c, &RequestContext { now_unix: now_unix() }), classification: Some(c.clone()) },
+            Err(e) => Verdict { classification: None, decision: Decision::deny_without_policy(format!("warden: denied because the statement could not be classified ({e}); nothing was sent to the database")) },
+        };
+        Arc::new(verdict)
+    }
+
+    async fn record(&self, session: &SessionGrant, record: CommandRecord, durable: bool) -> Result<(), ClientError> {
+        let decision = &record.verdict.decision;
+        let mut ev = self.event(session, "statement", decision.effect.as_str());
+        let statement = match (&record.verdict.classification, record.statement_index) {
+            (Some(c), Some(i)) => c.statements.get(i),
+            _ => None,
+        };
+        match statement {
+            Some(s) => {
+                ev.statement = Some(s.text.clone());
+                let mut actions: Vec<String> = s.accesses.iter().map(|a| a.action.as_str().to_string()).collect();
+                actions.dedup();
+                ev.actions = actions;
+                ev.tables = s.accesses.iter().filter_map(|a| match &a.object {
+                    Some(warden_core::ObjectRef::Table(t)) => Some(t.clone()),
+                    _ => None,
+                }).collect();
+                ev.tables.dedup();
+            }
+            None => {
+                ev.statement = Some(record.sql.to_string());
+                if let Some(c) = &record.verdict.classification {
+                    ev.actions = c.actions().iter().map(|a| a.as_str().to_string()).collect();
+                    ev.tables = c.tables();
+                }
+            }
+        }
+        ev.params_digest = record.params_digest;
+        ev.policy_ids = decision.policy_ids.clone();
+        if !decision.allowed() {
+            ev.reason = Some(decision.reason.clone());
+        }
+        ev.rows = record.rows;
+        ev.duration_us = record.duration.map(|d| d.as_micros() as u64);
+        ev.error = record.error_code.map(|c| format!("SQLSTATE {c}"));
+        if durable {
+            self.audit.record(ev).await.map(|_| ()).map_err(|e| {
+                tracing::error!(error = %e, "durable audit write failed; withholding the result");
+                ClientError::new("58030", "warden: the audit log could not record this write; its result is withheld and the session ends")
+            })
+        } else {
+            self.audit.record_nowait(ev).map_err(|e| {
+                tracing::error!(error = %e, "audit enqueue failed");
+                ClientError::new("58030", "warden: the audit log is unavailable")
+            })
+        }
+    }
+
+    fn session_ended(&self, session: &SessionGrant, reason: &str) {
+        self.sessions.lock().unwrap().remove(&session.session_id);
+        let mut ev = self.event(session, "session_end", "allow");
+        ev.reason = Some(reason.to_string());
+        if let Err(e) = self.audit.record_nowait(ev) {
+            tracing::error!(error = %e, "could not audit session end");
+        }
+        tracing::info!(session = %session.session_id, agent = %session.identity.agent, reason, "session ended");
+    }
+}

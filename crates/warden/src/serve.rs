@@ -1,0 +1,64 @@
+//! `warden serve`: wires the store, keys, policy, audit writer, the PostgreSQL listener and
+//! the admin API together, and shuts down cleanly (audit flushed) on SIGINT/SIGTERM.
+
+use crate::config::Config;
+use crate::gate::WardenGate;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::time::Duration;
+use warden_audit::AuditWriter;
+use warden_core::policy::PolicyEngine;
+use warden_pg::server::{Server, ServerConfig};
+use warden_pg::session::SessionLimits;
+use warden_store::{SqliteStore, Store};
+
+/// How often the gateway polls the store for revocations; bounds how long a suspended
+/// agent's live session survives.
+const REVOCATION_POLL: Duration = Duration::from_millis(200);
+
+pub fn run(config: Config) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> Result<()> {
+    let data_dir = config.data_dir();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config.store_path()).with_context(|| format!("cannot open store {}", config.store_path().display()))?);
+    let policy_files: Vec<_> = config.policy.files.iter().map(|f| config.resolve(f)).collect();
+    let policy = PolicyEngine::from_sources(&crate::cli::read_policy_sources(&policy_files)?).map_err(|e| anyhow::anyhow!("policy does not validate:\n{e}"))?;
+    let tokens = Arc::new(crate::keys::load_or_create(&data_dir, "token")?);
+    let audit_key = crate::keys::load_or_create(&data_dir, "audit")?;
+    let audit = AuditWriter::start(store.clone(), Some(audit_key.signing_key().clone()));
+    let gate = WardenGate::new(&config, store.clone(), policy, tokens.clone(), audit.clone())?;
+    tokio::spawn(gate.clone().watch(REVOCATION_POLL));
+
+    let client_tls = match &config.tls {
+        Some(t) => Some(warden_pg::tls::server_config(&config.resolve(&t.cert_file).to_string_lossy(), &config.resolve(&t.key_file).to_string_lossy())?),
+        None => None,
+    };
+    let server = Server::new(
+        gate.clone(),
+        ServerConfig {
+            tls: client_tls,
+            require_tls: config.tls.as_ref().is_some_and(|t| t.require),
+            limits: SessionLimits { max_message_bytes: config.limits.max_message_bytes },
+            startup_timeout: config.limits.startup_timeout,
+        },
+    );
+    let pg_listener = tokio::net::TcpListener::bind(config.listen.postgres).await.with_context(|| format!("cannot listen on {} (listen.postgres)", config.listen.postgres))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.listen.admin).await.with_context(|| format!("cannot listen on {} (listen.admin)", config.listen.admin))?;
+    let api = warden_api::router(warden_api::ApiState { store, tokens, audit: audit.clone(), default_ttl: config.tokens.default_ttl, max_ttl: config.tokens.max_ttl });
+    tracing::info!(postgres = %pg_listener.local_addr()?, admin = %admin_listener.local_addr()?, data_dir = %data_dir.display(), targets = config.targets.len(), "warden listening");
+
+    let pg = tokio::spawn(server.serve(pg_listener));
+    let admin = tokio::spawn(async move { axum::serve(admin_listener, api).await });
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = term.recv() => tracing::info!("terminated; shutting down"),
+        r = pg => tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "postgres listener stopped"),
+        r = admin => tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "admin API stopped"),
+    }
+    audit.shutdown().await;
+    Ok(())
+}
