@@ -5,11 +5,21 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(sql) = std::str::from_utf8(data) else { return };
+    let Ok(sql) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(c) = warden_pg::classify::classify(sql) {
         for s in &c.statements {
-            assert!(!s.accesses.is_empty(), "statement without accesses: {:?}", s.text);
-            assert!(s.accesses.windows(2).all(|w| w[0] < w[1]), "accesses not sorted/deduplicated: {:?}", s.accesses);
+            assert!(
+                !s.accesses.is_empty(),
+                "statement without accesses: {:?}",
+                s.text
+            );
+            assert!(
+                s.accesses.windows(2).all(|w| w[0] < w[1]),
+                "accesses not sorted/deduplicated: {:?}",
+                s.accesses
+            );
         }
     }
     // The PREPARE view comes from the same parse; it must agree on success.

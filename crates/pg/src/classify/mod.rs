@@ -28,6 +28,7 @@
 //! - Statement kinds this version does not know (a future pg_query) are `Ddl` when their
 //!   name starts with Create/Alter/Drop, else `Other`.
 
+#[rustfmt::skip]
 mod visit;
 
 use std::collections::HashSet;
@@ -98,7 +99,9 @@ pub fn sql_prepare_names(sql: &str) -> Result<Vec<SqlPrepareRef>, ClassifyError>
 }
 
 /// Both of the above from one parse (parsing is the expensive part).
-pub fn classify_with_prepares(sql: &str) -> Result<(Classification, Vec<SqlPrepareRef>), ClassifyError> {
+pub fn classify_with_prepares(
+    sql: &str,
+) -> Result<(Classification, Vec<SqlPrepareRef>), ClassifyError> {
     let parsed = pg_query::parse(sql, 0).map_err(|e| match e {
         pg_query::Error::Parse(m) => ClassifyError::Syntax(client_message(&m)),
         pg_query::Error::Conversion(_) => ClassifyError::NulByte,
@@ -110,7 +113,9 @@ pub fn classify_with_prepares(sql: &str) -> Result<(Classification, Vec<SqlPrepa
     let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
     for raw in &parsed.protobuf.stmts {
         let text = statement_text(sql, raw)?;
-        let Some(stmt) = raw.stmt.as_deref() else { continue };
+        let Some(stmt) = raw.stmt.as_deref() else {
+            continue;
+        };
         w.text = text.clone();
         let start = w.acc.len();
         w.visit_node(stmt);
@@ -146,7 +151,9 @@ fn statement_text(sql: &str, raw: &protobuf::RawStmt) -> Result<String, Classify
         0 => sql.len(),
         n => start.checked_add(n).ok_or_else(bad)?,
     };
-    sql.get(start..end).map(|s| s.trim().to_string()).ok_or_else(bad)
+    sql.get(start..end)
+        .map(|s| s.trim().to_string())
+        .ok_or_else(bad)
 }
 
 /// Pure, side-effect-free built-ins an agent needs for reads. Reviewed list: anything that
@@ -157,35 +164,118 @@ fn statement_text(sql: &str, raw: &protobuf::RawStmt) -> Result<String, Classify
 /// must stay off it. Matched only for unqualified or `pg_catalog.`-qualified calls.
 pub const SAFE_FUNCTIONS: &[&str] = &[
     // aggregates
-    "count", "sum", "avg", "min", "max", "string_agg", "array_agg", "json_agg", "jsonb_agg",
-    "bool_and", "bool_or", "every", "stddev", "variance",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "string_agg",
+    "array_agg",
+    "json_agg",
+    "jsonb_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "stddev",
+    "variance",
     // json
-    "json_build_object", "jsonb_build_object", "row_to_json", "to_json", "to_jsonb",
-    "jsonb_array_elements", "json_array_elements", "jsonb_each", "jsonb_path_query",
-    "jsonb_extract_path", "jsonb_extract_path_text", "json_extract_path_text",
+    "json_build_object",
+    "jsonb_build_object",
+    "row_to_json",
+    "to_json",
+    "to_jsonb",
+    "jsonb_array_elements",
+    "json_array_elements",
+    "jsonb_each",
+    "jsonb_path_query",
+    "jsonb_extract_path",
+    "jsonb_extract_path_text",
+    "json_extract_path_text",
     // text
-    "lower", "upper", "length", "substr", "substring", "trim", "btrim", "ltrim", "rtrim",
-    "replace", "concat", "concat_ws", "left", "right", "split_part", "position", "strpos",
-    "format", "quote_ident", "quote_literal", "regexp_replace", "regexp_match",
-    "regexp_matches", "starts_with", "md5", "encode", "decode",
+    "lower",
+    "upper",
+    "length",
+    "substr",
+    "substring",
+    "trim",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "replace",
+    "concat",
+    "concat_ws",
+    "left",
+    "right",
+    "split_part",
+    "position",
+    "strpos",
+    "format",
+    "quote_ident",
+    "quote_literal",
+    "regexp_replace",
+    "regexp_match",
+    "regexp_matches",
+    "starts_with",
+    "md5",
+    "encode",
+    "decode",
     // formatting and time
-    "to_char", "to_date", "to_timestamp", "to_number", "now", "current_date",
-    "current_timestamp", "clock_timestamp", "date_trunc", "date_part", "extract", "age",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_number",
+    "now",
+    "current_date",
+    "current_timestamp",
+    "clock_timestamp",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "age",
     // math
-    "abs", "round", "ceil", "floor", "trunc", "mod", "power", "sqrt", "random",
+    "abs",
+    "round",
+    "ceil",
+    "floor",
+    "trunc",
+    "mod",
+    "power",
+    "sqrt",
+    "random",
     "gen_random_uuid",
     // sets and arrays
-    "unnest", "generate_series", "array_length", "cardinality",
+    "unnest",
+    "generate_series",
+    "array_length",
+    "cardinality",
     // window functions
-    "row_number", "rank", "dense_rank", "lag", "lead", "first_value", "last_value", "ntile",
-    "percent_rank", "cume_dist",
+    "row_number",
+    "rank",
+    "dense_rank",
+    "lag",
+    "lead",
+    "first_value",
+    "last_value",
+    "ntile",
+    "percent_rank",
+    "cume_dist",
     // session facts (read-only)
-    "version", "current_user", "session_user", "current_schema", "current_database",
+    "version",
+    "current_user",
+    "session_user",
+    "current_schema",
+    "current_database",
     "pg_typeof",
     // emitted by the grammar for SQL syntax (`AT TIME ZONE`, `OVERLAPS`, `LIKE ... ESCAPE`,
     // `SIMILAR TO`, `OVERLAY(...)`, `NORMALIZE(...)`, `IS NORMALIZED`, `COLLATION FOR`)
-    "timezone", "overlaps", "like_escape", "similar_to_escape", "overlay", "normalize",
-    "is_normalized", "pg_collation_for",
+    "timezone",
+    "overlaps",
+    "like_escape",
+    "similar_to_escape",
+    "overlay",
+    "normalize",
+    "is_normalized",
+    "pg_collation_for",
 ];
 
 fn access(action: Action, object: Option<ObjectRef>) -> Access {
@@ -233,7 +323,12 @@ fn is_relation_kind(objtype: i32) -> bool {
     use protobuf::ObjectType as O;
     matches!(
         O::try_from(objtype),
-        Ok(O::ObjectTable | O::ObjectView | O::ObjectMatview | O::ObjectForeignTable | O::ObjectSequence | O::ObjectIndex)
+        Ok(O::ObjectTable
+            | O::ObjectView
+            | O::ObjectMatview
+            | O::ObjectForeignTable
+            | O::ObjectSequence
+            | O::ObjectIndex)
     )
 }
 
@@ -288,10 +383,14 @@ fn stmt_kind(n: &NodeEnum) -> StmtKind {
         N::TransactionStmt(_) | N::ConstraintsSetStmt(_) => Simple(Action::Transaction),
         N::DoStmt(_) => Simple(Action::ExecuteCode),
         N::FetchStmt(_) | N::ClosePortalStmt(_) => Simple(Action::Cursor),
-        N::VacuumStmt(_) | N::ClusterStmt(_) | N::ReindexStmt(_) | N::CheckPointStmt(_) | N::RefreshMatViewStmt(_) => {
-            Simple(Action::Maintenance)
+        N::VacuumStmt(_)
+        | N::ClusterStmt(_)
+        | N::ReindexStmt(_)
+        | N::CheckPointStmt(_)
+        | N::RefreshMatViewStmt(_) => Simple(Action::Maintenance),
+        N::LoadStmt(_) | N::DiscardStmt(_) | N::ReturnStmt(_) | N::PlassignStmt(_) => {
+            Simple(Action::Other)
         }
-        N::LoadStmt(_) | N::DiscardStmt(_) | N::ReturnStmt(_) | N::PlassignStmt(_) => Simple(Action::Other),
         N::CreateSchemaStmt(_)
         | N::AlterTableStmt(_)
         | N::AlterCollationStmt(_)
@@ -378,7 +477,10 @@ fn stmt_kind(n: &NodeEnum) -> StmtKind {
             let kind = node_kind(other);
             if !kind.ends_with("Stmt") {
                 NotAStatement
-            } else if kind.starts_with("Create") || kind.starts_with("Alter") || kind.starts_with("Drop") {
+            } else if kind.starts_with("Create")
+                || kind.starts_with("Alter")
+                || kind.starts_with("Drop")
+            {
                 Simple(Action::Ddl)
             } else {
                 Simple(Action::Other)
@@ -424,7 +526,10 @@ impl Walker {
     fn is_cte(&self, r: &protobuf::RangeVar) -> bool {
         r.schemaname.is_empty()
             && r.catalogname.is_empty()
-            && self.ctes.iter().any(|scope| scope.iter().any(|c| *c == r.relname))
+            && self
+                .ctes
+                .iter()
+                .any(|scope| scope.contains(&r.relname))
     }
 
     /// Runs `f` as the body of a query statement (relations read by default), with the
@@ -445,7 +550,11 @@ impl Walker {
                     .collect();
                 // A non-recursive CTE body sees only the CTEs before it: `WITH t AS
                 // (SELECT * FROM t)` reads the real table t, and must say so.
-                self.ctes.push(if w.recursive { names.clone() } else { Vec::new() });
+                self.ctes.push(if w.recursive {
+                    names.clone()
+                } else {
+                    Vec::new()
+                });
                 for (i, cte) in w.ctes.iter().enumerate() {
                     if !w.recursive {
                         if let Some(scope) = self.ctes.last_mut() {
@@ -503,7 +612,11 @@ impl Walker {
         match builtin {
             Some(n) if SAFE_FUNCTIONS.contains(&n) => return,
             Some("set_config") => {
-                let setting = f.args.first().and_then(string_literal).map(|s| s.to_ascii_lowercase());
+                let setting = f
+                    .args
+                    .first()
+                    .and_then(string_literal)
+                    .map(|s| s.to_ascii_lowercase());
                 match setting.as_deref() {
                     Some(s @ ("role" | "session_authorization")) => {
                         self.add(Action::SetRole, None);
@@ -519,7 +632,10 @@ impl Walker {
             }
             Some("pg_notify") => {
                 let channel = f.args.first().and_then(string_literal).unwrap_or("*");
-                self.add(Action::Notify, Some(ObjectRef::Channel(channel.to_string())));
+                self.add(
+                    Action::Notify,
+                    Some(ObjectRef::Channel(channel.to_string())),
+                );
             }
             _ => {}
         }
@@ -577,7 +693,10 @@ impl Visit for Walker {
     fn visit_a_expr(&mut self, e: &protobuf::AExpr) {
         if let Some(parts) = name_parts(&e.name) {
             if parts.len() > 1 && parts[parts.len() - 2] != "pg_catalog" {
-                self.add(Action::CallFunction, Some(ObjectRef::Function(parts.join("."))));
+                self.add(
+                    Action::CallFunction,
+                    Some(ObjectRef::Function(parts.join("."))),
+                );
             }
         }
         visit::walk_a_expr(self, e);
@@ -628,7 +747,10 @@ impl Visit for Walker {
     fn visit_update_stmt(&mut self, s: &protobuf::UpdateStmt) {
         self.in_query(s.with_clause.as_ref(), |w| {
             let mut actions = vec![Action::Update];
-            if s.where_clause.is_some() || s.returning_clause.is_some() || mentions_column(&s.target_list) {
+            if s.where_clause.is_some()
+                || s.returning_clause.is_some()
+                || mentions_column(&s.target_list)
+            {
                 actions.push(Action::Select);
             }
             w.target(s.relation.as_ref(), &actions);
@@ -649,13 +771,25 @@ impl Visit for Walker {
 
     fn visit_merge_stmt(&mut self, s: &protobuf::MergeStmt) {
         self.in_query(s.with_clause.as_ref(), |w| {
-            w.target(s.relation.as_ref(), &[Action::Insert, Action::Update, Action::Delete, Action::Select]);
+            w.target(
+                s.relation.as_ref(),
+                &[
+                    Action::Insert,
+                    Action::Update,
+                    Action::Delete,
+                    Action::Select,
+                ],
+            );
             visit::walk_merge_stmt(w, s);
         });
     }
 
     fn visit_copy_stmt(&mut self, s: &protobuf::CopyStmt) {
-        let (copy, rel) = if s.is_from { (Action::CopyFrom, Action::Insert) } else { (Action::CopyTo, Action::Select) };
+        let (copy, rel) = if s.is_from {
+            (Action::CopyFrom, Action::Insert)
+        } else {
+            (Action::CopyTo, Action::Select)
+        };
         match &s.relation {
             Some(r) => self.add(copy, Some(range_var_table(r))),
             None => self.add(copy, None),
@@ -675,10 +809,15 @@ impl Visit for Walker {
         let name = s.name.to_ascii_lowercase();
         match (kind, name.as_str()) {
             (_, "role" | "session_authorization") => self.add(Action::SetRole, None),
-            (K::VarSetMulti, _) if name.starts_with("transaction") || name.starts_with("session characteristics") => {
+            (K::VarSetMulti, _)
+                if name.starts_with("transaction")
+                    || name.starts_with("session characteristics") =>
+            {
                 self.add(Action::Transaction, None)
             }
-            (K::VarResetAll, _) | (_, "") => self.add(Action::Set, Some(ObjectRef::Setting("*".into()))),
+            (K::VarResetAll, _) | (_, "") => {
+                self.add(Action::Set, Some(ObjectRef::Setting("*".into())))
+            }
             (K::VarSetValue | K::VarSetDefault | K::VarSetCurrent | K::VarReset, _) => {
                 self.add(Action::Set, Some(ObjectRef::Setting(name)))
             }
@@ -692,7 +831,11 @@ impl Visit for Walker {
     }
 
     fn visit_variable_show_stmt(&mut self, s: &protobuf::VariableShowStmt) {
-        let name = if s.name.is_empty() { "*".to_string() } else { s.name.to_ascii_lowercase() };
+        let name = if s.name.is_empty() {
+            "*".to_string()
+        } else {
+            s.name.to_ascii_lowercase()
+        };
         self.add(Action::Set, Some(ObjectRef::Setting(name)));
     }
 
@@ -746,20 +889,31 @@ impl Visit for Walker {
         inner.dedup();
         self.prepares.push(SqlPrepareRef::Prepare {
             name: s.name.clone(),
-            inner: Classification { statements: vec![StatementClass { text: self.text.clone(), accesses: inner }] },
+            inner: Classification {
+                statements: vec![StatementClass {
+                    text: self.text.clone(),
+                    accesses: inner,
+                }],
+            },
         });
         self.add(Action::Prepare, None);
     }
 
     fn visit_execute_stmt(&mut self, s: &protobuf::ExecuteStmt) {
-        self.prepares.push(SqlPrepareRef::Execute { name: s.name.clone() });
+        self.prepares.push(SqlPrepareRef::Execute {
+            name: s.name.clone(),
+        });
         self.add(Action::Prepare, None);
         // Parameters are expressions evaluated now: `EXECUTE p(nextval('s'))`.
         visit::walk_execute_stmt(self, s);
     }
 
     fn visit_deallocate_stmt(&mut self, s: &protobuf::DeallocateStmt) {
-        let name = if s.isall || s.name.is_empty() { None } else { Some(s.name.clone()) };
+        let name = if s.isall || s.name.is_empty() {
+            None
+        } else {
+            Some(s.name.clone())
+        };
         self.prepares.push(SqlPrepareRef::Deallocate { name });
         self.add(Action::Prepare, None);
     }
@@ -795,7 +949,11 @@ impl Visit for Walker {
 }
 
 fn channel(name: &str) -> ObjectRef {
-    ObjectRef::Channel(if name.is_empty() { "*".to_string() } else { name.to_string() })
+    ObjectRef::Channel(if name.is_empty() {
+        "*".to_string()
+    } else {
+        name.to_string()
+    })
 }
 
 /// Whether SET expressions of an UPDATE read a column (then the target is read too).
