@@ -315,8 +315,27 @@ impl Scanner {
         // A ':' after an alphanumeric byte was already seen by the digit
         // path or belongs to a word ("Note:", "std::").
         let prev = before(b, p);
-        if !self.on(DetectorKind::Ipv6) || is_word(prev) || prev == b'.' || prev == b':' {
+        if !self.on(DetectorKind::Ipv6) || prev == b'.' || prev == b':' {
             return p + 1;
+        }
+        if is_word(prev) {
+            // An address whose first group is all hex letters ("afef:cc55::1")
+            // had no digit to trigger on before this colon.
+            let mut ws = p;
+            while ws > 0 && b[ws - 1].is_ascii_hexdigit() && !is_digit(b[ws - 1]) {
+                ws -= 1;
+            }
+            let lead = before(b, ws);
+            if ws == p || is_word(lead) || lead == b':' || lead == b'.' {
+                return p + 1;
+            }
+            return match ipv6_at(b, ws) {
+                Some(e) => {
+                    Self::push(out, ws, e, DetectorKind::Ipv6);
+                    e
+                }
+                None => p + 1,
+            };
         }
         if at(b, p + 1) != b':' {
             return p + 1;
@@ -632,7 +651,11 @@ fn phone_at(b: &[u8], p: usize) -> Option<(usize, usize)> {
     let prev2 = if p >= 2 { b[p - 2] } else { 0 };
     let intl = prev == b'+' && !is_word(prev2);
     let paren = prev == b'(' && !is_word(prev2);
-    if !intl && !paren && (is_word(prev) || matches!(prev, b'-' | b'.' | b'/' | b'#' | b'+' | b'$' | b'=' | b'%')) {
+    if !intl
+        && !paren
+        && (is_word(prev) || matches!(prev, b'-' | b'.' | b'/' | b'#' | b'+' | b'$' | b'%') || (prev == b' ' && is_digit(prev2)))
+    {
+        // Glued to an identifier, or the tail of a longer run of digit groups.
         return None;
     }
     const MAXG: usize = 8;
