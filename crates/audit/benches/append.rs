@@ -20,7 +20,9 @@ fn event() -> AuditEvent {
     e.run = Some("run-1f2e".into());
     e.thread = Some("thread-77".into());
     e.target = Some("pg-main".into());
-    e.statement = Some("SELECT id, amount, status FROM invoices WHERE customer_id = $1 AND status = $2".into());
+    e.statement = Some(
+        "SELECT id, amount, status FROM invoices WHERE customer_id = $1 AND status = $2".into(),
+    );
     e.params_digest = Some(params_digest(&[Some(b"42"), Some(b"open")]));
     e.actions = vec!["select".into()];
     e.tables = vec!["public.invoices".into()];
@@ -39,7 +41,11 @@ fn bench_dir() -> tempfile::TempDir {
 }
 
 fn append(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = bench_dir();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("bench.db")).unwrap());
     let h = AuditWriter::start(store, None);

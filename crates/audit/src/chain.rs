@@ -31,8 +31,13 @@ pub fn sign_checkpoint(key: &SigningKey, seq: i64, hash_hex: &str) -> String {
 }
 
 pub fn verify_checkpoint(key: &VerifyingKey, seq: i64, hash_hex: &str, sig_hex: &str) -> bool {
-    let Ok(bytes) = hex::decode(sig_hex) else { return false };
-    let Ok(sig) = Signature::from_slice(&bytes) else { return false };
+    let Ok(bytes) = hex::decode(sig_hex) else {
+        return false;
+    };
+    let Ok(sig) = Signature::from_slice(&bytes) else {
+        return false;
+    };
     // Strict: rejects small-order keys and non-canonical signatures.
-    key.verify_strict(&checkpoint_message(seq, hash_hex), &sig).is_ok()
+    key.verify_strict(&checkpoint_message(seq, hash_hex), &sig)
+        .is_ok()
 }

@@ -56,9 +56,26 @@ pub struct AuditEvent {
 }
 
 pub(crate) const NAMED_FIELDS: &[&str] = &[
-    "time", "session_id", "agent", "owner", "node", "run", "thread", "graph_version", "target",
-    "kind", "statement", "params_digest", "actions", "tables", "decision", "policy_ids",
-    "reason", "rows", "duration_us", "error",
+    "time",
+    "session_id",
+    "agent",
+    "owner",
+    "node",
+    "run",
+    "thread",
+    "graph_version",
+    "target",
+    "kind",
+    "statement",
+    "params_digest",
+    "actions",
+    "tables",
+    "decision",
+    "policy_ids",
+    "reason",
+    "rows",
+    "duration_us",
+    "error",
 ];
 
 impl AuditEvent {
@@ -98,7 +115,8 @@ impl AuditEvent {
 
 pub fn now_micros() -> OffsetDateTime {
     let t = OffsetDateTime::now_utc();
-    t.replace_nanosecond(t.nanosecond() / 1000 * 1000).unwrap_or(t)
+    t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+        .unwrap_or(t)
 }
 
 /// SHA-256 (lowercase hex) of bind parameters, so an auditor can tell whether two

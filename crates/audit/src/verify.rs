@@ -41,7 +41,11 @@ pub fn verify(store: &dyn Store, public_key: Option<&VerifyingKey>) -> VerifyRep
     report
 }
 
-fn run(store: &dyn Store, public_key: Option<&VerifyingKey>, r: &mut VerifyReport) -> Result<(), String> {
+fn run(
+    store: &dyn Store,
+    public_key: Option<&VerifyingKey>,
+    r: &mut VerifyReport,
+) -> Result<(), String> {
     let db = |e: warden_store::StoreError| format!("database error: {e}");
     let mut checkpoints = BTreeMap::new();
     for cp in store.checkpoints().map_err(db)? {
@@ -59,7 +63,10 @@ fn run(store: &dyn Store, public_key: Option<&VerifyingKey>, r: &mut VerifyRepor
                 .ok_or_else(|| format!("checkpoint at {}: malformed public key", cp.seq))?,
         };
         if !verify_checkpoint(&key, cp.seq, &cp.hash, &cp.signature) {
-            return Err(format!("checkpoint at {}: bad signature (forged or edited)", cp.seq));
+            return Err(format!(
+                "checkpoint at {}: bad signature (forged or edited)",
+                cp.seq
+            ));
         }
         checkpoints.insert(cp.seq, cp.hash);
     }

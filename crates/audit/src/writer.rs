@@ -13,7 +13,9 @@ use crate::AuditEvent;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuditError {
     /// Fail closed: the caller must not perform the audited action.
-    #[error("audit queue full ({capacity} events queued; raise audit.queue_capacity or check the disk)")]
+    #[error(
+        "audit queue full ({capacity} events queued; raise audit.queue_capacity or check the disk)"
+    )]
     QueueFull { capacity: usize },
     #[error("audit log unhealthy, last commit failed: {0}")]
     Unhealthy(String),
@@ -198,7 +200,12 @@ impl AuditHandle {
     // single writer thread on hashing and I/O.
     fn prepare(&self, ev: &AuditEvent) -> Result<Prepared, AuditError> {
         if !self.healthy() {
-            let e = self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let e = self
+                .shared
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             return Err(AuditError::Unhealthy(e));
         }
         if let Some(k) = ev.extra.keys().find(|k| NAMED_FIELDS.contains(&k.as_str())) {
@@ -295,7 +302,8 @@ impl Writer {
                     let s = &self.shared;
                     s.commits.fetch_add(1, Ordering::Relaxed);
                     s.events.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                    s.largest_batch.fetch_max(rows.len() as u64, Ordering::Relaxed);
+                    s.largest_batch
+                        .fetch_max(rows.len() as u64, Ordering::Relaxed);
                     if !s.healthy.swap(true, Ordering::AcqRel) {
                         tracing::info!("audit log healthy again");
                     }
@@ -393,7 +401,7 @@ fn chain(after_seq: i64, after_hash: &str, events: &[Prepared]) -> Vec<NewAuditR
         .map(|(i, p)| {
             let seq = after_seq + 1 + i as i64;
             let hash = event_hash(&prev, seq, &p.event_json);
-            let row = NewAuditRow {
+            NewAuditRow {
                 seq,
                 ts_us: p.ts_us,
                 agent: p.agent.clone(),
@@ -402,8 +410,7 @@ fn chain(after_seq: i64, after_hash: &str, events: &[Prepared]) -> Vec<NewAuditR
                 event_json: p.event_json.clone(),
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
                 hash,
-            };
-            row
+            }
         })
         .collect()
 }

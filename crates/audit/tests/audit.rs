@@ -7,7 +7,10 @@ use warden_audit::*;
 use warden_store::*;
 
 fn ev(i: usize) -> AuditEvent {
-    let mut e = AuditEvent::new("statement", if i % 5 == 0 { "deny" } else { "allow" });
+    let mut e = AuditEvent::new(
+        "statement",
+        if i.is_multiple_of(5) { "deny" } else { "allow" },
+    );
     e.agent = Some(format!("agent{}", i % 3));
     e.owner = Some("o@x.io".into());
     e.node = Some("fetch".into());
@@ -26,7 +29,10 @@ fn key() -> SigningKey {
 }
 
 fn cfg(checkpoint_every: u64) -> AuditConfig {
-    AuditConfig { checkpoint_every, ..Default::default() }
+    AuditConfig {
+        checkpoint_every,
+        ..Default::default()
+    }
 }
 
 /// Writes `n` events (statement of event `i` is `ev(i)`'s) and shuts the writer down.
@@ -43,10 +49,8 @@ async fn build_log(path: &std::path::Path, n: usize, key: Option<SigningKey>, ev
 /// What an attacker with write access to the file does: drop the guard triggers, then SQL.
 fn tamper(path: &std::path::Path, sql: &str) {
     let c = rusqlite::Connection::open(path).unwrap();
-    c.execute_batch(
-        "DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;",
-    )
-    .unwrap();
+    c.execute_batch("DROP TRIGGER audit_events_no_update; DROP TRIGGER audit_events_no_delete;")
+        .unwrap();
     c.execute_batch(sql).unwrap();
 }
 
@@ -95,7 +99,10 @@ async fn concurrent_records_group_commit_and_verify() {
     let stats = h.stats();
     eprintln!("{stats:?}");
     assert_eq!(stats.events, 1000);
-    assert!(stats.largest_batch > 1, "no group commit happened: {stats:?}");
+    assert!(
+        stats.largest_batch > 1,
+        "no group commit happened: {stats:?}"
+    );
     assert!(stats.commits < 1000, "{stats:?}");
     assert!(h.healthy());
 
@@ -108,7 +115,11 @@ async fn concurrent_records_group_commit_and_verify() {
 
     // Search by the indexed columns.
     let denies = store
-        .audit_rows(&AuditFilter { decision: Some("deny".into()), limit: Some(1000), ..Default::default() })
+        .audit_rows(&AuditFilter {
+            decision: Some("deny".into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(denies.len(), 200);
 }
@@ -123,7 +134,13 @@ async fn clean_log_verifies_and_records_round_trip() {
     let r = verify(&store, Some(&k.verifying_key()));
     assert_eq!(
         r,
-        VerifyReport { events: 30, checkpoints: 3, ok: true, problem: None, unanchored_tail: 0 }
+        VerifyReport {
+            events: 30,
+            checkpoints: 3,
+            ok: true,
+            problem: None,
+            unanchored_tail: 0
+        }
     );
     let rows = store.audit_all().unwrap();
     let back: AuditEvent = serde_json::from_str(&rows[4].event_json).unwrap();
@@ -141,7 +158,10 @@ async fn clean_log_verifies_and_records_round_trip() {
     // Without the key: integrity only, still ok.
     assert!(verify(&store, None).ok);
     // The wrong key: not ok.
-    assert_fails(&verify(&store, Some(&key().verifying_key())), "not the expected key");
+    assert_fails(
+        &verify(&store, Some(&key().verifying_key())),
+        "not the expected key",
+    );
 }
 
 #[tokio::test]
@@ -158,7 +178,10 @@ async fn edited_index_column_fails() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("a.db");
     build_log(&path, 30, None, 10).await;
-    tamper(&path, "UPDATE audit_events SET decision = 'allow' WHERE seq = 15");
+    tamper(
+        &path,
+        "UPDATE audit_events SET decision = 'allow' WHERE seq = 15",
+    );
     assert_fails(&verify_file(&path, None), "event 15: indexed columns");
 }
 
@@ -202,7 +225,10 @@ async fn truncated_tail_fails_thanks_to_the_shutdown_checkpoint() {
     // Checkpoints at 10, 20 and (shutdown) 25.
     build_log(&path, 25, Some(key()), 10).await;
     tamper(&path, "DELETE FROM audit_events WHERE seq > 22");
-    assert_fails(&verify_file(&path, None), "last checkpoint at 25 missing (truncated after 22)");
+    assert_fails(
+        &verify_file(&path, None),
+        "last checkpoint at 25 missing (truncated after 22)",
+    );
 }
 
 #[tokio::test]
@@ -213,14 +239,22 @@ async fn rewritten_chain_fails_at_the_next_checkpoint() {
     // Edit event 13 and recompute every later hash, as an attacker without the signing
     // key would: the chain is consistent again, but checkpoint 20 is not.
     let c = rusqlite::Connection::open(&path).unwrap();
-    c.execute_batch("DROP TRIGGER audit_events_no_update;").unwrap();
+    c.execute_batch("DROP TRIGGER audit_events_no_update;")
+        .unwrap();
     c.execute("UPDATE audit_events SET event_json = replace(event_json, 'orders', 'ORDERS') WHERE seq = 13", [])
         .unwrap();
-    let mut prev: String =
-        c.query_row("SELECT hash FROM audit_events WHERE seq = 12", [], |r| r.get(0)).unwrap();
+    let mut prev: String = c
+        .query_row("SELECT hash FROM audit_events WHERE seq = 12", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
     for seq in 13..=30i64 {
         let json: String = c
-            .query_row("SELECT event_json FROM audit_events WHERE seq = ?1", [seq], |r| r.get(0))
+            .query_row(
+                "SELECT event_json FROM audit_events WHERE seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )
             .unwrap();
         let h = warden_audit::chain::event_hash(&prev, seq, &json);
         c.execute(
@@ -231,7 +265,10 @@ async fn rewritten_chain_fails_at_the_next_checkpoint() {
         prev = h;
     }
     drop(c);
-    assert_fails(&verify_file(&path, None), "event 20: differs from its signed checkpoint");
+    assert_fails(
+        &verify_file(&path, None),
+        "event 20: differs from its signed checkpoint",
+    );
 }
 
 #[tokio::test]
@@ -253,7 +290,9 @@ async fn flipped_byte_in_the_database_file_is_never_ok() {
     {
         let c = rusqlite::Connection::open(&path).unwrap();
         let (busy, _, _): (i64, i64, i64) = c
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .unwrap();
         assert_eq!(busy, 0);
     }
@@ -277,7 +316,10 @@ async fn flipped_byte_in_the_database_file_is_never_ok() {
     let r = verify_file(&path, None);
     assert!(!r.ok, "{r:?}");
     let p = r.problem.unwrap();
-    assert!(p.contains("event 7: hash mismatch") || p.contains("database error"), "{p}");
+    assert!(
+        p.contains("event 7: hash mismatch") || p.contains("database error"),
+        "{p}"
+    );
 }
 
 /// Delegates to SQLite, but appends can be held (gate) or made to fail.
@@ -288,29 +330,63 @@ struct FaultyStore {
 }
 
 impl Store for FaultyStore {
-    fn create_agent(&self, n: &str, o: &str) -> Result<NewAgent> { self.inner.create_agent(n, o) }
-    fn verify_enrollment(&self, n: &str, s: &str) -> Result<bool> { self.inner.verify_enrollment(n, s) }
-    fn agent(&self, n: &str) -> Result<Option<AgentRecord>> { self.inner.agent(n) }
-    fn list_agents(&self) -> Result<Vec<AgentRecord>> { self.inner.list_agents() }
-    fn suspend_agent(&self, n: &str) -> Result<()> { self.inner.suspend_agent(n) }
-    fn resume_agent(&self, n: &str) -> Result<()> { self.inner.resume_agent(n) }
-    fn deactivate_human(&self, e: &str) -> Result<Vec<String>> { self.inner.deactivate_human(e) }
-    fn activate_human(&self, e: &str) -> Result<()> { self.inner.activate_human(e) }
-    fn human(&self, e: &str) -> Result<Option<HumanRecord>> { self.inner.human(e) }
-    fn list_humans(&self) -> Result<Vec<HumanRecord>> { self.inner.list_humans() }
-    fn epoch(&self) -> Result<i64> { self.inner.epoch() }
+    fn create_agent(&self, n: &str, o: &str) -> Result<NewAgent> {
+        self.inner.create_agent(n, o)
+    }
+    fn verify_enrollment(&self, n: &str, s: &str) -> Result<bool> {
+        self.inner.verify_enrollment(n, s)
+    }
+    fn agent(&self, n: &str) -> Result<Option<AgentRecord>> {
+        self.inner.agent(n)
+    }
+    fn list_agents(&self) -> Result<Vec<AgentRecord>> {
+        self.inner.list_agents()
+    }
+    fn suspend_agent(&self, n: &str) -> Result<()> {
+        self.inner.suspend_agent(n)
+    }
+    fn resume_agent(&self, n: &str) -> Result<()> {
+        self.inner.resume_agent(n)
+    }
+    fn deactivate_human(&self, e: &str) -> Result<Vec<String>> {
+        self.inner.deactivate_human(e)
+    }
+    fn activate_human(&self, e: &str) -> Result<()> {
+        self.inner.activate_human(e)
+    }
+    fn human(&self, e: &str) -> Result<Option<HumanRecord>> {
+        self.inner.human(e)
+    }
+    fn list_humans(&self) -> Result<Vec<HumanRecord>> {
+        self.inner.list_humans()
+    }
+    fn epoch(&self) -> Result<i64> {
+        self.inner.epoch()
+    }
     fn append_audit(&self, rows: &[NewAuditRow]) -> Result<()> {
         let _held = self.gate.lock().unwrap();
         if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::InvalidAuditBatch("injected disk failure".into()));
+            return Err(StoreError::InvalidAuditBatch(
+                "injected disk failure".into(),
+            ));
         }
         self.inner.append_audit(rows)
     }
-    fn audit_tail(&self) -> Result<Option<(i64, String)>> { self.inner.audit_tail() }
-    fn audit_rows(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> { self.inner.audit_rows(f) }
-    fn audit_range(&self, a: i64, l: u32) -> Result<Vec<AuditRow>> { self.inner.audit_range(a, l) }
-    fn append_checkpoint(&self, c: &Checkpoint) -> Result<()> { self.inner.append_checkpoint(c) }
-    fn checkpoints(&self) -> Result<Vec<Checkpoint>> { self.inner.checkpoints() }
+    fn audit_tail(&self) -> Result<Option<(i64, String)>> {
+        self.inner.audit_tail()
+    }
+    fn audit_rows(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+        self.inner.audit_rows(f)
+    }
+    fn audit_range(&self, a: i64, l: u32) -> Result<Vec<AuditRow>> {
+        self.inner.audit_range(a, l)
+    }
+    fn append_checkpoint(&self, c: &Checkpoint) -> Result<()> {
+        self.inner.append_checkpoint(c)
+    }
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.inner.checkpoints()
+    }
 }
 
 fn faulty(dir: &tempfile::TempDir) -> Arc<FaultyStore> {
@@ -328,7 +404,10 @@ async fn full_queue_is_an_error_not_a_drop() {
     let h = AuditWriter::start_with(
         store.clone(),
         None,
-        AuditConfig { queue_capacity: 4, ..Default::default() },
+        AuditConfig {
+            queue_capacity: 4,
+            ..Default::default()
+        },
     );
     let mut accepted = 0;
     let mut refused = None;
@@ -348,7 +427,10 @@ async fn full_queue_is_an_error_not_a_drop() {
         }
     }
     let err = refused.expect("queue never filled");
-    assert!(matches!(err, AuditError::QueueFull { capacity: 4 }), "{err}");
+    assert!(
+        matches!(err, AuditError::QueueFull { capacity: 4 }),
+        "{err}"
+    );
     assert!(err.to_string().contains("audit.queue_capacity"));
     assert!((4..=5).contains(&accepted), "{accepted}");
     h.flush().await;
@@ -375,11 +457,21 @@ async fn failed_commit_marks_unhealthy_and_retries() {
     }
     assert!(!h.healthy());
     let err = h.record_nowait(ev(2)).unwrap_err();
-    assert!(matches!(err, AuditError::Unhealthy(ref m) if m.contains("injected")), "{err}");
-    assert!(!waiting.is_finished(), "a waiter was answered before its event was durable");
+    assert!(
+        matches!(err, AuditError::Unhealthy(ref m) if m.contains("injected")),
+        "{err}"
+    );
+    assert!(
+        !waiting.is_finished(),
+        "a waiter was answered before its event was durable"
+    );
 
     store.fail.store(false, Ordering::SeqCst);
-    let seq = tokio::time::timeout(Duration::from_secs(10), waiting).await.unwrap().unwrap().unwrap();
+    let seq = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(seq, 1);
     assert!(h.healthy());
     assert!(h.stats().failed_commits >= 1);
@@ -403,7 +495,12 @@ async fn two_writers_on_one_file_never_fork() {
         admin.extra.insert("actor".into(), "root@x.io".into());
         b.record(admin).await.unwrap();
     }
-    assert!(a.stats().rechains + b.stats().rechains >= 9, "{:?} {:?}", a.stats(), b.stats());
+    assert!(
+        a.stats().rechains + b.stats().rechains >= 9,
+        "{:?} {:?}",
+        a.stats(),
+        b.stats()
+    );
     // Then a free-for-all.
     let mut tasks = Vec::new();
     for t in 0..8 {
@@ -431,7 +528,10 @@ async fn extra_fields_cannot_shadow_named_ones() {
     let h = AuditWriter::start(store, None);
     let mut e = ev(1);
     e.extra.insert("decision".into(), "allow".into());
-    assert!(matches!(h.record_nowait(e).unwrap_err(), AuditError::InvalidEvent(_)));
+    assert!(matches!(
+        h.record_nowait(e).unwrap_err(),
+        AuditError::InvalidEvent(_)
+    ));
 }
 
 #[test]

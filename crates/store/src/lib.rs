@@ -33,13 +33,19 @@ pub enum StoreError {
     /// The audit chain's tail is not what the appender built on: another writer (another
     /// process) appended first. Re-chain on `found` and retry.
     #[error("audit tail moved: expected to append after seq {expected_after}, tail is {found:?}")]
-    AuditTailMoved { expected_after: i64, found: Option<(i64, String)> },
+    AuditTailMoved {
+        expected_after: i64,
+        found: Option<(i64, String)>,
+    },
     #[error("invalid audit batch: {0}")]
     InvalidAuditBatch(String),
     #[error("database schema version {found} is newer than this build supports ({supported}); upgrade warden")]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("cannot create directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }

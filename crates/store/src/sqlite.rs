@@ -87,7 +87,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -104,7 +106,8 @@ impl SqliteStore {
         let mut conn = open_connection(&path)?;
         // WAL lets readers (epoch polls, audit search, other processes) proceed during a
         // write; the mode is persistent in the file, so setting it once here is enough.
-        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), %mode, "sqlite journal_mode is not WAL");
         }
@@ -257,7 +260,9 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
 
 fn human_status(tx: &Transaction<'_>, email: &str) -> Result<Option<HumanStatus>> {
     let s: Option<String> = tx
-        .query_row("SELECT status FROM humans WHERE email = ?1", [email], |r| r.get(0))
+        .query_row("SELECT status FROM humans WHERE email = ?1", [email], |r| {
+            r.get(0)
+        })
         .optional()?;
     Ok(s.map(|s| parse_human_status(&s)).transpose()?)
 }
@@ -339,8 +344,12 @@ impl Store for SqliteStore {
 
     fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
         self.with_conn(|c| {
-            Ok(c.query_row(&format!("{AGENT_SELECT} WHERE a.name = ?1"), [name], agent_from_row)
-                .optional()?)
+            Ok(c.query_row(
+                &format!("{AGENT_SELECT} WHERE a.name = ?1"),
+                [name],
+                agent_from_row,
+            )
+            .optional()?)
         })
     }
 
@@ -462,8 +471,12 @@ impl Store for SqliteStore {
     fn human(&self, email: &str) -> Result<Option<HumanRecord>> {
         let email = normalize_email(email)?;
         self.with_conn(|c| {
-            Ok(c.query_row(&format!("{HUMAN_SELECT} WHERE email = ?1"), [email], human_from_row)
-                .optional()?)
+            Ok(c.query_row(
+                &format!("{HUMAN_SELECT} WHERE email = ?1"),
+                [email],
+                human_from_row,
+            )
+            .optional()?)
         })
     }
 
@@ -578,8 +591,9 @@ impl Store for SqliteStore {
 
     fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>> {
         self.with_conn(|c| {
-            let mut st =
-                c.prepare_cached(&format!("{AUDIT_SELECT} WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+            let mut st = c.prepare_cached(&format!(
+                "{AUDIT_SELECT} WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
             let rows = st.query_map(params![after_seq, limit], audit_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

@@ -14,9 +14,13 @@ fn open_creates_parent_dir_and_uses_wal() {
     assert_eq!(s.epoch().unwrap(), 0);
     drop(s);
     let c = rusqlite::Connection::open(dir.path().join("nested/dir/warden.db")).unwrap();
-    let mode: String = c.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(mode, "wal");
-    let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(v, 1);
 }
 
@@ -24,20 +28,31 @@ fn open_creates_parent_dir_and_uses_wal() {
 fn reopen_is_idempotent_and_refuses_newer_schema() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.db");
-    SqliteStore::open(&path).unwrap().create_agent("a1", "o@x.io").unwrap();
+    SqliteStore::open(&path)
+        .unwrap()
+        .create_agent("a1", "o@x.io")
+        .unwrap();
     let s = SqliteStore::open(&path).unwrap();
     assert!(s.agent("a1").unwrap().is_some());
     drop(s);
-    rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
     let err = SqliteStore::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
 }
 
 #[test]
 fn create_agent_and_owner() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
-    let a = s.create_agent("billing-bot_2", "Alice@Example.com").unwrap();
+    let a = s
+        .create_agent("billing-bot_2", "Alice@Example.com")
+        .unwrap();
     assert_eq!(a.owner, "alice@example.com");
     assert!(a.enrollment_secret.starts_with("wdn_es_"));
     assert_eq!(a.enrollment_secret.len(), "wdn_es_".len() + 43);
@@ -64,7 +79,10 @@ fn duplicate_agent_name_is_a_clear_error() {
     let s = open(&dir);
     s.create_agent("dup", "a@x.io").unwrap();
     let err = s.create_agent("dup", "b@x.io").unwrap_err();
-    assert!(matches!(err, StoreError::AgentExists(ref n) if n == "dup"), "{err}");
+    assert!(
+        matches!(err, StoreError::AgentExists(ref n) if n == "dup"),
+        "{err}"
+    );
     assert_eq!(err.to_string(), "agent \"dup\" already exists");
     // The failed create did not leave its owner behind either (one transaction).
     assert_eq!(s.list_humans().unwrap().len(), 1);
@@ -94,7 +112,10 @@ fn invalid_names_name_the_rule() {
     }
     s.create_agent(&"a".repeat(63), "o@x.io").unwrap();
     s.create_agent("a", "o@x.io").unwrap();
-    assert!(matches!(s.create_agent("ok", "not-an-email").unwrap_err(), StoreError::InvalidEmail(_)));
+    assert!(matches!(
+        s.create_agent("ok", "not-an-email").unwrap_err(),
+        StoreError::InvalidEmail(_)
+    ));
 }
 
 #[test]
@@ -108,7 +129,9 @@ fn enrollment_verification() {
     let mut flipped = a.enrollment_secret.clone().into_bytes();
     let last = flipped.len() - 1;
     flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
-    assert!(!s.verify_enrollment("bot", std::str::from_utf8(&flipped).unwrap()).unwrap());
+    assert!(!s
+        .verify_enrollment("bot", std::str::from_utf8(&flipped).unwrap())
+        .unwrap());
     assert!(!s.verify_enrollment("ghost", &a.enrollment_secret).unwrap());
     // Right secret, revoked agent: no.
     s.suspend_agent("bot").unwrap();
@@ -121,7 +144,11 @@ fn enrollment_verification() {
     // Only the digest is stored.
     let c = rusqlite::Connection::open(s.path()).unwrap();
     let stored: Vec<u8> = c
-        .query_row("SELECT secret_sha256 FROM agents WHERE name = 'bot'", [], |r| r.get(0))
+        .query_row(
+            "SELECT secret_sha256 FROM agents WHERE name = 'bot'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(stored.len(), 32);
 }
@@ -135,13 +162,22 @@ fn suspend_resume_and_epoch() {
     s.suspend_agent("bot").unwrap();
     let e1 = s.epoch().unwrap();
     assert!(e1 > e0);
-    assert_eq!(s.agent("bot").unwrap().unwrap().status, AgentStatus::Suspended);
+    assert_eq!(
+        s.agent("bot").unwrap().unwrap().status,
+        AgentStatus::Suspended
+    );
     s.suspend_agent("bot").unwrap(); // idempotent, nothing changed
     assert_eq!(s.epoch().unwrap(), e1);
     s.resume_agent("bot").unwrap();
     assert_eq!(s.agent("bot").unwrap().unwrap().status, AgentStatus::Active);
-    assert!(matches!(s.suspend_agent("ghost").unwrap_err(), StoreError::AgentNotFound(_)));
-    assert!(matches!(s.resume_agent("ghost").unwrap_err(), StoreError::AgentNotFound(_)));
+    assert!(matches!(
+        s.suspend_agent("ghost").unwrap_err(),
+        StoreError::AgentNotFound(_)
+    ));
+    assert!(matches!(
+        s.resume_agent("ghost").unwrap_err(),
+        StoreError::AgentNotFound(_)
+    ));
 }
 
 #[test]
@@ -177,7 +213,10 @@ fn deactivate_cascades_in_one_step_and_bumps_epoch() {
     let e1 = s.epoch().unwrap();
     assert!(s.deactivate_human("leaver@x.io").unwrap().is_empty());
     assert_eq!(s.epoch().unwrap(), e1);
-    assert!(matches!(s.deactivate_human("nobody@x.io").unwrap_err(), StoreError::HumanNotFound(_)));
+    assert!(matches!(
+        s.deactivate_human("nobody@x.io").unwrap_err(),
+        StoreError::HumanNotFound(_)
+    ));
 }
 
 #[test]
@@ -195,7 +234,10 @@ fn activate_does_not_resume_agents() {
     assert!(s.agent("b1").unwrap().unwrap().may_act());
     // activate_human on an unknown email provisions them.
     s.activate_human("new@x.io").unwrap();
-    assert_eq!(s.human("new@x.io").unwrap().unwrap().status, HumanStatus::Active);
+    assert_eq!(
+        s.human("new@x.io").unwrap().unwrap().status,
+        HumanStatus::Active
+    );
 }
 
 #[test]
@@ -209,9 +251,15 @@ fn two_stores_on_one_file_see_each_other() {
     let e = gw.epoch().unwrap();
     cli.deactivate_human("o@x.io").unwrap();
     assert!(gw.epoch().unwrap() > e);
-    assert_eq!(gw.agent("bot").unwrap().unwrap().status, AgentStatus::Suspended);
+    assert_eq!(
+        gw.agent("bot").unwrap().unwrap().status,
+        AgentStatus::Suspended
+    );
     gw.activate_human("o@x.io").unwrap();
-    assert_eq!(cli.human("o@x.io").unwrap().unwrap().status, HumanStatus::Active);
+    assert_eq!(
+        cli.human("o@x.io").unwrap().unwrap().status,
+        HumanStatus::Active
+    );
 }
 
 #[test]
@@ -225,7 +273,8 @@ fn concurrent_writers_from_threads_and_stores() {
             let s = if i % 2 == 0 { a.clone() } else { b.clone() };
             std::thread::spawn(move || {
                 for j in 0..20 {
-                    s.create_agent(&format!("a{i}-{j}"), &format!("o{i}@x.io")).unwrap();
+                    s.create_agent(&format!("a{i}-{j}"), &format!("o{i}@x.io"))
+                        .unwrap();
                     s.suspend_agent(&format!("a{i}-{j}")).unwrap();
                 }
             })
@@ -244,7 +293,11 @@ fn row(seq: i64, prev: &str, hash: &str) -> NewAuditRow {
         ts_us: 1_700_000_000_000_000 + seq,
         agent: Some(format!("agent{}", seq % 2)),
         node: Some("n".into()),
-        decision: if seq % 3 == 0 { "deny".into() } else { "allow".into() },
+        decision: if seq % 3 == 0 {
+            "deny".into()
+        } else {
+            "allow".into()
+        },
         event_json: format!("{{\"n\":{seq}}}"),
         prev_hash: prev.into(),
         hash: hash.into(),
@@ -257,40 +310,89 @@ fn audit_append_links_onto_tail() {
     let s = open(&dir);
     assert_eq!(s.audit_tail().unwrap(), None);
     let z = "0".repeat(64);
-    s.append_audit(&[row(1, &z, "h1"), row(2, "h1", "h2"), row(3, "h2", "h3")]).unwrap();
+    s.append_audit(&[row(1, &z, "h1"), row(2, "h1", "h2"), row(3, "h2", "h3")])
+        .unwrap();
     assert_eq!(s.audit_tail().unwrap(), Some((3, "h3".into())));
     // Stale tail: refused, nothing written.
     let err = s.append_audit(&[row(3, "h2", "x3")]).unwrap_err();
-    assert!(matches!(err, StoreError::AuditTailMoved { expected_after: 2, found: Some((3, _)) }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::AuditTailMoved {
+                expected_after: 2,
+                found: Some((3, _))
+            }
+        ),
+        "{err}"
+    );
     let err = s.append_audit(&[row(4, "wrong", "h4")]).unwrap_err();
     assert!(matches!(err, StoreError::AuditTailMoved { .. }), "{err}");
     assert!(matches!(
-        s.append_audit(&[row(4, "h3", "h4"), row(6, "h4", "h6")]).unwrap_err(),
+        s.append_audit(&[row(4, "h3", "h4"), row(6, "h4", "h6")])
+            .unwrap_err(),
         StoreError::InvalidAuditBatch(_)
     ));
-    s.append_audit(&[row(4, "h3", "h4"), row(5, "h4", "h5"), row(6, "h5", "h6")]).unwrap();
+    s.append_audit(&[row(4, "h3", "h4"), row(5, "h4", "h5"), row(6, "h5", "h6")])
+        .unwrap();
 
     assert_eq!(s.audit_all().unwrap().len(), 6);
-    assert_eq!(s.audit_range(4, 10).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5, 6]);
-    let deny = s.audit_rows(&AuditFilter { decision: Some("deny".into()), ..Default::default() }).unwrap();
+    assert_eq!(
+        s.audit_range(4, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>(),
+        vec![5, 6]
+    );
+    let deny = s
+        .audit_rows(&AuditFilter {
+            decision: Some("deny".into()),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(deny.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6, 3]);
     let a1 = s
-        .audit_rows(&AuditFilter { agent: Some("agent1".into()), limit: Some(2), ..Default::default() })
+        .audit_rows(&AuditFilter {
+            agent: Some("agent1".into()),
+            limit: Some(2),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(a1.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![5, 3]);
     let since = s
-        .audit_rows(&AuditFilter { since: Some(1_700_000_000_000_005), ..Default::default() })
+        .audit_rows(&AuditFilter {
+            since: Some(1_700_000_000_000_005),
+            ..Default::default()
+        })
         .unwrap();
     assert_eq!(since.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6, 5]);
-    let page = s.audit_rows(&AuditFilter { before_seq: Some(3), ..Default::default() }).unwrap();
+    let page = s
+        .audit_rows(&AuditFilter {
+            before_seq: Some(3),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(page.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 1]);
 
     // Accidental mutation is refused by the append-only triggers.
     let c = rusqlite::Connection::open(s.path()).unwrap();
-    assert!(c.execute("UPDATE audit_events SET decision = 'allow' WHERE seq = 3", []).is_err());
-    assert!(c.execute("DELETE FROM audit_events WHERE seq = 3", []).is_err());
+    assert!(c
+        .execute(
+            "UPDATE audit_events SET decision = 'allow' WHERE seq = 3",
+            []
+        )
+        .is_err());
+    assert!(c
+        .execute("DELETE FROM audit_events WHERE seq = 3", [])
+        .is_err());
 
-    let cp = Checkpoint { seq: 6, hash: "h6".into(), signature: "s".into(), public_key: "k".into(), created_at: 1 };
+    let cp = Checkpoint {
+        seq: 6,
+        hash: "h6".into(),
+        signature: "s".into(),
+        public_key: "k".into(),
+        created_at: 1,
+    };
     s.append_checkpoint(&cp).unwrap();
     s.append_checkpoint(&cp).unwrap();
     assert_eq!(s.checkpoints().unwrap(), vec![cp]);
