@@ -33,7 +33,7 @@ use sha2::Sha256;
 pub use config::{ColumnRule, CustomDetector, DetectorKind, KeyRef, MaskConfig, MaskMethod, Validator};
 pub use counts::MaskCounts;
 pub use error::MaskError;
-pub use pg::{oid, ColumnPlan, Format, MaskedValue};
+pub use pg::{oid, ColumnPlan, Format, MaskedValue, RowError};
 pub use scan::Source;
 
 use scan::{CustomDet, Hit, Scanner};

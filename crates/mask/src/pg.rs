@@ -650,3 +650,75 @@ pub(crate) fn text_to_numeric(s: &str) -> Option<Vec<u8>> {
 fn is_json(s: &str) -> bool {
     serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok()
 }
+
+/// A `DataRow` body that does not match its plans. The caller must not
+/// forward the row (fail closed): send an error to the client instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RowError {
+    #[error("DataRow is truncated or has trailing bytes")]
+    Malformed,
+    #[error("DataRow has {got} columns, RowDescription announced {want}")]
+    ColumnCount { got: usize, want: usize },
+}
+
+impl Masker {
+    /// Rewrites a whole `DataRow` message body (after the type byte and
+    /// length: `i16` column count, then per column an `i32` length, `-1` for
+    /// NULL, and the bytes). The column count never changes; NULLs stay NULL.
+    /// Returns the body borrowed when no value changed.
+    pub fn mask_data_row<'a>(&self, plans: &[ColumnPlan], body: &'a [u8]) -> Result<(Cow<'a, [u8]>, MaskCounts), RowError> {
+        let mut counts = MaskCounts::default();
+        if body.len() < 2 {
+            return Err(RowError::Malformed);
+        }
+        let n = i16::from_be_bytes([body[0], body[1]]);
+        if n < 0 || n as usize != plans.len() {
+            return Err(RowError::ColumnCount { got: n.max(0) as usize, want: plans.len() });
+        }
+        let mut out: Option<Vec<u8>> = None;
+        let mut pos = 2;
+        for plan in plans {
+            let len_at = pos;
+            let len = i32::from_be_bytes(body.get(pos..pos + 4).ok_or(RowError::Malformed)?.try_into().expect("4 bytes"));
+            pos += 4;
+            if len < -1 {
+                return Err(RowError::Malformed);
+            }
+            let value = if len == -1 {
+                None
+            } else {
+                let v = body.get(pos..pos + len as usize).ok_or(RowError::Malformed)?;
+                pos += len as usize;
+                Some(v)
+            };
+            let masked = match value {
+                Some(v) if !plan.is_passthrough() => {
+                    let mv = self.mask_pg_value(plan, v);
+                    counts.merge(&mv.counts);
+                    mv.is_changed().then_some(mv.bytes)
+                }
+                _ => None,
+            };
+            match (&mut out, masked) {
+                (Some(o), Some(m)) => {
+                    o.extend_from_slice(&(m.len() as i32).to_be_bytes());
+                    o.extend_from_slice(&m);
+                }
+                (Some(o), None) => o.extend_from_slice(&body[len_at..pos]),
+                (None, Some(m)) => {
+                    // First change: copy everything before this column once.
+                    let mut o = Vec::with_capacity(body.len() + 32);
+                    o.extend_from_slice(&body[..len_at]);
+                    o.extend_from_slice(&(m.len() as i32).to_be_bytes());
+                    o.extend_from_slice(&m);
+                    out = Some(o);
+                }
+                (None, None) => {}
+            }
+        }
+        if pos != body.len() {
+            return Err(RowError::Malformed);
+        }
+        Ok((out.map_or(Cow::Borrowed(body), Cow::Owned), counts))
+    }
+}
