@@ -509,12 +509,24 @@ fn statement_is_write(rec: &CommandRecord) -> bool {
     }
 }
 
+/// The client's view of a denial: the rule's sentence as the message, how to ask for
+/// access as the hint, and the SQLSTATE and deciding policies as the detail, so the code is
+/// visible even at psql's default verbosity.
 pub fn denial_error(verdict: &Verdict) -> ErrorFields {
-    let mut e = ErrorFields::error("42501", verdict.decision.reason.clone());
+    let reason = &verdict.decision.reason;
+    let (message, hint) = match reason.split_once(" Request access with: ") {
+        Some((m, h)) => (m.to_string(), Some(format!("Request access with: {h}"))),
+        None => (reason.clone(), None),
+    };
+    let mut detail = "SQLSTATE 42501 (insufficient_privilege)".to_string();
     if !verdict.decision.policy_ids.is_empty() {
-        e = e.with_detail(format!("decided by policy: {}", verdict.decision.policy_ids.join(", ")));
+        detail.push_str(&format!("; decided by policy: {}", verdict.decision.policy_ids.join(", ")));
     }
-    e
+    let e = ErrorFields::error("42501", message).with_detail(detail);
+    match hint {
+        Some(h) => e.with_hint(h),
+        None => e,
+    }
 }
 
 fn token_deadline(expires_at_unix: i64) -> tokio::time::Instant {
