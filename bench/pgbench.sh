@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# pgbench select-only (-S -M extended, 16 clients) in one run against
+#   (a) PostgreSQL directly, (b) pgbouncer in session mode, (c) Warden (policy + audit on),
+# alternating the three setups for ROUNDS rounds, then prints the mean TPS of each and the
+# ratios, and writes them to bench/results/pgbench-<date>.txt.
+#
+#   bench/pgbench.sh [SECONDS]          # default 20 s per run
+#   ROUNDS=3 CLIENTS=16 THREADS=2 bench/pgbench.sh 30
+#
+# Needs: PostgreSQL on PGHOST_DIRECT:PGPORT_DIRECT (default 127.0.0.1:5432, trust for
+# `postgres`) with a database `test`; pgbench; pgbouncer (Debian's /usr/sbin/pgbouncer);
+# target/release/warden (built if missing). Every process it starts is stopped on exit.
+set -euo pipefail
+
+SECS="${1:-${SECS:-20}}"
+ROUNDS="${ROUNDS:-2}"
+CLIENTS="${CLIENTS:-16}"
+THREADS="${THREADS:-2}"
+PG_HOST="${PGHOST_DIRECT:-127.0.0.1}"
+PG_PORT="${PGPORT_DIRECT:-5432}"
+PG_SUPERUSER="${PG_SUPERUSER:-postgres}"
+DB=test
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WARDEN="${WARDEN_BIN:-$ROOT/target/release/warden}"
+PGBOUNCER="${PGBOUNCER:-$(command -v pgbouncer || echo /usr/sbin/pgbouncer)}"
+RESULTS_DIR="$ROOT/bench/results"
+STAMP="$(date -u +%Y%m%d-%H%M%S)"
+OUT="$RESULTS_DIR/pgbench-$STAMP.txt"
+
+# PG* variables from the caller's shell would leak into every setup: start clean.
+unset PGHOST PGPORT PGUSER PGPASSWORD PGOPTIONS PGDATABASE PGSERVICE
+
+log() { printf '[pgbench.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+command -v pgbench >/dev/null || die "pgbench not found (apt-get install postgresql-client)"
+[ -x "$PGBOUNCER" ] || die "pgbouncer not found (apt-get install pgbouncer)"
+if [ ! -x "$WARDEN" ]; then
+    log "building target/release/warden"
+    (cd "$ROOT" && cargo build --release -p warden) >&2
+fi
+
+TMP="$(mktemp -d /tmp/warden-pgbench.XXXXXX)"
+chmod 755 "$TMP"
+PIDS=()
+cleanup() {
+    local rc=$?
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] || continue
+        if kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+    done
+    if [ "$rc" -ne 0 ]; then
+        log "failed (exit $rc); logs:"
+        for f in "$TMP"/*.log; do [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }; done
+    fi
+    rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() { # host port pid name
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; then return 0; fi
+        kill -0 "$3" 2>/dev/null || die "$4 exited during startup"
+        sleep 0.1
+    done
+    die "$4 did not listen on $1:$2"
+}
+
+# --- pgbench tables, once -------------------------------------------------------------
+if ! psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d "$DB" -Atqc \
+        "select 1 from pgbench_accounts limit 1" >/dev/null 2>&1; then
+    log "initializing pgbench tables in $DB (scale 1)"
+    pgbench -i -s 1 -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" "$DB" >&2
+fi
+# pgbench's own pre-run vacuum is a maintenance command a read-only node may not run: do it
+# here once and run every setup with -n, so all three measure the same thing.
+psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d "$DB" -qc \
+    "vacuum analyze pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history" >&2
+
+# --- pgbouncer (session mode) ---------------------------------------------------------
+BOUNCER_PORT="$(free_port)"
+mkdir -p "$TMP/pgbouncer"
+cat >"$TMP/pgbouncer/userlist.txt" <<EOF
+"$PG_SUPERUSER" ""
+EOF
+cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+$DB = host=$PG_HOST port=$PG_PORT dbname=$DB user=$PG_SUPERUSER
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/pgbouncer/userlist.txt
+pool_mode = session
+default_pool_size = $((CLIENTS + 4))
+max_client_conn = $((CLIENTS * 4))
+max_db_connections = 0
+logfile = $TMP/pgbouncer.log
+pidfile = $TMP/pgbouncer/pgbouncer.pid
+log_connections = 0
+log_disconnections = 0
+EOF
+BOUNCER_CMD=("$PGBOUNCER" "$TMP/pgbouncer/pgbouncer.ini")
+if [ "$(id -u)" -eq 0 ]; then
+    # pgbouncer refuses to run as root.
+    chown -R postgres: "$TMP/pgbouncer"
+    touch "$TMP/pgbouncer.log" && chown postgres: "$TMP/pgbouncer.log"
+    BOUNCER_CMD=(runuser -u postgres -- "${BOUNCER_CMD[@]}")
+fi
+# exec keeps the pid ours (runuser execs nothing: it forks, so kill reaches pgbouncer via
+# the pidfile below as well).
+"${BOUNCER_CMD[@]}" >>"$TMP/pgbouncer.stderr.log" 2>&1 &
+PIDS+=($!)
+wait_port 127.0.0.1 "$BOUNCER_PORT" "$!" pgbouncer
+for _ in $(seq 50); do [ -s "$TMP/pgbouncer/pgbouncer.pid" ] && break; sleep 0.1; done
+BOUNCER_PID="$(cat "$TMP/pgbouncer/pgbouncer.pid")"
+PIDS=("$BOUNCER_PID" "${PIDS[@]}")
+log "pgbouncer pid $BOUNCER_PID on 127.0.0.1:$BOUNCER_PORT"
+
+# --- Warden -------------------------------------------------------------------------
+WARDEN_PG_PORT="$(free_port)"
+WARDEN_ADMIN_PORT="$(free_port)"
+mkdir -p "$TMP/warden"
+cp "$ROOT/examples/quickstart/policy.cedar" "$TMP/warden/policy.cedar"
+sed -e "s|^data_dir = .*|data_dir = \"$TMP/warden/data\"|" \
+    -e "s|^postgres = \"127.0.0.1:6543\"|postgres = \"127.0.0.1:$WARDEN_PG_PORT\"|" \
+    -e "s|^admin = \"127.0.0.1:8181\"|admin = \"127.0.0.1:$WARDEN_ADMIN_PORT\"|" \
+    -e "s|^host = \"127.0.0.1\"|host = \"$PG_HOST\"|" \
+    -e "s|^port = 5432|port = $PG_PORT|" \
+    "$ROOT/examples/quickstart/warden.toml" >"$TMP/warden/warden.toml"
+grep -q "127.0.0.1:$WARDEN_PG_PORT" "$TMP/warden/warden.toml" || die "could not rewrite the quickstart config"
+WCONF="$TMP/warden/warden.toml"
+unset WARDEN_DATA_DIR WARDEN_CONFIG
+"$WARDEN" serve --config "$WCONF" >>"$TMP/warden.log" 2>&1 &
+WARDEN_PID=$!
+PIDS+=("$WARDEN_PID")
+wait_port 127.0.0.1 "$WARDEN_PG_PORT" "$WARDEN_PID" warden
+log "warden pid $WARDEN_PID on 127.0.0.1:$WARDEN_PG_PORT"
+AGENT=pgbench-bot
+"$WARDEN" --config "$WCONF" agent create "$AGENT" --owner bench@example.com >/dev/null
+TTL_MIN=$(( (SECS * ROUNDS * 3) / 60 + 30 ))
+TOKEN="$("$WARDEN" --config "$WCONF" token issue --agent "$AGENT" --node reader --ttl "${TTL_MIN}m" | tail -n 1)"
+[ -n "$TOKEN" ] || die "no token"
+
+# --- runs -----------------------------------------------------------------------------
+run_pgbench() { # setup round -> prints tps
+    local setup=$1 round=$2 logf="$TMP/pgbench-$1-$2.log"
+    local -a env_args
+    case "$setup" in
+        direct)    env_args=(PGHOST="$PG_HOST" PGPORT="$PG_PORT" PGUSER="$PG_SUPERUSER") ;;
+        pgbouncer) env_args=(PGHOST=127.0.0.1 PGPORT="$BOUNCER_PORT" PGUSER="$PG_SUPERUSER") ;;
+        warden)    env_args=(PGHOST=127.0.0.1 PGPORT="$WARDEN_PG_PORT" PGUSER="$AGENT"
+                             PGPASSWORD="$TOKEN" "PGOPTIONS=-c warden.node=reader") ;;
+    esac
+    if ! env "${env_args[@]}" pgbench -n -S -M extended -c "$CLIENTS" -j "$THREADS" \
+            -T "$SECS" "$DB" >"$logf" 2>&1; then
+        log "pgbench via $setup failed:"; tail -n 20 "$logf" >&2; return 1
+    fi
+    local failed
+    failed="$(awk -F': ' '/number of failed transactions/ {print $2+0}' "$logf")"
+    [ "${failed:-0}" = 0 ] || log "warning: $setup round $round: $failed failed transactions"
+    awk '/^tps = / {printf "%.1f\n", $3; exit}' "$logf"
+}
+
+SETUPS=(direct pgbouncer warden)
+declare -A SUM
+for s in "${SETUPS[@]}"; do SUM[$s]=0; done
+RAW=""
+log "$ROUNDS round(s) x ${#SETUPS[@]} setups x ${SECS}s, -c $CLIENTS -j $THREADS"
+for r in $(seq "$ROUNDS"); do
+    # Rotate the order each round so no setup always runs first (cold) or last.
+    order=()
+    for i in 0 1 2; do order+=("${SETUPS[$(( (i + r - 1) % 3 ))]}"); done
+    for s in "${order[@]}"; do
+        tps="$(run_pgbench "$s" "$r")"
+        log "round $r $s: $tps tps"
+        RAW+="round $r  $(printf '%-9s' "$s") $tps tps"$'\n'
+        SUM[$s]="$(awk -v a="${SUM[$s]}" -v b="$tps" 'BEGIN {print a + b}')"
+    done
+done
+
+mean() { awk -v s="${SUM[$1]}" -v n="$ROUNDS" 'BEGIN {printf "%.1f", s / n}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+D="$(mean direct)"; B="$(mean pgbouncer)"; W="$(mean warden)"
+
+# Gateway memory after the load (VmRSS now, VmHWM the peak), and its audit volume.
+RSS="$(awk '/^VmRSS/ {print $2, $3}' "/proc/$WARDEN_PID/status")"
+HWM="$(awk '/^VmHWM/ {print $2, $3}' "/proc/$WARDEN_PID/status")"
+BOUNCER_RSS="$(awk '/^VmRSS/ {print $2, $3}' "/proc/$BOUNCER_PID/status" 2>/dev/null || echo "?")"
+STORE_SIZE="$(du -sh "$TMP/warden/data" 2>/dev/null | cut -f1)"
+
+mkdir -p "$RESULTS_DIR"
+{
+    echo "# pgbench -n -S -M extended -c $CLIENTS -j $THREADS -T $SECS, $ROUNDS round(s) alternating"
+    echo "date:      $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "host:      $(nproc) cpu(s), $(uname -r)"
+    echo "postgres:  $(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d "$DB" -Atc 'show server_version')"
+    echo "pgbouncer: $("$PGBOUNCER" --version 2>&1 | head -n 1)"
+    echo "warden:    $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)'), binary built $(date -u -r "$WARDEN" +%Y-%m-%dT%H:%M:%SZ)"
+    echo
+    printf '%s' "$RAW"
+    echo
+    echo "mean tps:  direct $D   pgbouncer $B   warden $W"
+    echo "warden/direct     $(ratio "$W" "$D")"
+    echo "warden/pgbouncer  $(ratio "$W" "$B")   (goal >= 0.9)"
+    echo "pgbouncer/direct  $(ratio "$B" "$D")"
+    echo
+    echo "warden RSS after run: $RSS (peak $HWM); pgbouncer RSS: $BOUNCER_RSS; warden data dir: $STORE_SIZE"
+} | tee "$OUT"
+log "written to ${OUT#"$ROOT"/}"
