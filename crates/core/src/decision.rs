@@ -35,6 +35,23 @@ pub struct Decision {
     pub denied_access: Option<Access>,
     /// A client-safe sentence saying why, naming the rule, and how to request access.
     pub reason: String,
+    /// For `Hold`: what the approval needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRule>,
+    /// For an allow that rests on a just-in-time grant: when the earliest such grant ends.
+    /// The decision must not be reused after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<i64>,
+}
+
+/// A permit annotated `@approval("wait"|"resume"|"required")` (and optionally
+/// `@quorum("2")`) allows only after humans approve the exact command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRule {
+    pub policy_id: String,
+    /// "wait" or "resume" when the policy fixes the mode; None lets the session choose.
+    pub mode: Option<String>,
+    pub quorum: u32,
 }
 
 impl Decision {
@@ -45,6 +62,6 @@ impl Decision {
     /// A denial that no policy produced: parse failures, unknown message types, errors.
     /// These fail closed.
     pub fn deny_without_policy(reason: impl Into<String>) -> Self {
-        Decision { effect: Effect::Deny, policy_ids: Vec::new(), denied_access: None, reason: reason.into() }
+        Decision { effect: Effect::Deny, policy_ids: Vec::new(), denied_access: None, reason: reason.into(), approval: None, valid_until: None }
     }
 }

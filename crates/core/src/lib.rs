@@ -10,5 +10,5 @@ pub mod secret;
 pub mod token;
 
 pub use classification::{Access, Action, Classification, ObjectRef, StatementClass};
-pub use decision::{Decision, Effect};
+pub use decision::{ApprovalRule, Decision, Effect};
 pub use identity::SessionIdentity;

@@ -26,7 +26,7 @@ mod slice;
 pub use error::{PolicyError, PolicyProblem};
 
 use crate::classification::{Access, Action, Classification, ObjectRef};
-use crate::decision::{Decision, Effect};
+use crate::decision::{ApprovalRule, Decision, Effect};
 use crate::identity::SessionIdentity;
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityId, EntityTypeName,
@@ -51,6 +51,39 @@ const SCHEMA_SOURCE: &str = "warden.cedarschema";
 pub struct RequestContext {
     /// Seconds since the Unix epoch at which the command arrived.
     pub now_unix: i64,
+    /// The session's active just-in-time grants. A grant turns a default deny of an access
+    /// it covers into an allow; it never lifts a `forbid`.
+    pub grants: Vec<ActiveGrant>,
+}
+
+/// A just-in-time grant as a decision sees it (already filtered to the session's agent and
+/// target and to grants active now).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActiveGrant {
+    pub id: String,
+    pub node: Option<String>,
+    pub run: Option<String>,
+    /// Action ids (`Action::as_str`).
+    pub actions: Vec<String>,
+    /// Object names; empty covers every object of the target (and target-wide accesses).
+    pub objects: Vec<String>,
+    pub expires_at: i64,
+}
+
+impl ActiveGrant {
+    fn covers(&self, who: &SessionIdentity, access: &Access) -> bool {
+        let object = access.object.as_ref().map(object_name);
+        self.node.as_ref().is_none_or(|n| who.node.as_ref() == Some(n))
+            && self.run.as_ref().is_none_or(|r| who.run.as_ref() == Some(r))
+            && self.actions.iter().any(|a| a == access.action.as_str())
+            && (self.objects.is_empty() || object.is_some_and(|o| self.objects.iter().any(|x| x == o)))
+    }
+}
+
+fn object_name(o: &ObjectRef) -> &str {
+    match o {
+        ObjectRef::Table(n) | ObjectRef::Function(n) | ObjectRef::Channel(n) | ObjectRef::Setting(n) => n,
+    }
 }
 
 /// Loaded, validated policies with everything a decision needs precomputed.
@@ -62,6 +95,8 @@ pub struct PolicyEngine {
     warnings: Vec<PolicyProblem>,
     names: Names,
     authorizer: Authorizer,
+    /// Permits that allow only with human approval, by policy id.
+    approvals: HashMap<String, ApprovalRule>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -217,6 +252,27 @@ impl PolicyEngine {
             });
         }
 
+        let mut approvals = HashMap::new();
+        for l in &loaded {
+            match approval_rule(l) {
+                Ok(Some(rule)) => {
+                    approvals.insert(l.id.clone(), rule);
+                }
+                Ok(None) => {}
+                Err(message) => problems.push(PolicyProblem {
+                    source: sources[l.source].0.clone(),
+                    line: l.line,
+                    column: None,
+                    policy_id: Some(l.id.clone()),
+                    message,
+                    help: Some("use @approval(\"wait\"), @approval(\"resume\") or @approval(\"required\") on a permit, and @quorum(\"N\") with N >= 1".to_string()),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(PolicyError { problems });
+        }
+
         let policies: Vec<Policy> = loaded.iter().map(|l| l.policy.clone()).collect();
         Ok(PolicyEngine {
             schema,
@@ -225,6 +281,7 @@ impl PolicyEngine {
             warnings,
             names: Names::new(),
             authorizer: Authorizer::new(),
+            approvals,
         })
     }
 
@@ -252,7 +309,7 @@ impl PolicyEngine {
         &self,
         who: &SessionIdentity,
         command: &Classification,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
     ) -> Decision {
         let mut accesses: Vec<&Access> = Vec::new();
         for a in command.statements.iter().flat_map(|s| s.accesses.iter()) {
@@ -267,6 +324,8 @@ impl PolicyEngine {
                 policy_ids: Vec::new(),
                 denied_access: None,
                 reason: "warden: empty command".to_string(),
+                approval: None,
+                valid_until: None,
             };
         };
 
@@ -275,6 +334,7 @@ impl PolicyEngine {
         };
 
         let mut permits: Vec<String> = Vec::new();
+        let mut valid_until: Option<i64> = None;
         for access in &accesses {
             let resource = match &access.object {
                 Some(o) => self.names.object_uid(o),
@@ -303,7 +363,13 @@ impl PolicyEngine {
             match response.decision() {
                 CedarDecision::Allow => permits.extend(reasons),
                 CedarDecision::Deny if reasons.is_empty() => {
-                    return deny(who, access, DenyCause::Default, Vec::new());
+                    match ctx.grants.iter().filter(|g| g.covers(who, access)).max_by_key(|g| g.expires_at) {
+                        Some(g) => {
+                            permits.push(format!("grant:{}", g.id));
+                            valid_until = Some(valid_until.map_or(g.expires_at, |v| v.min(g.expires_at)));
+                        }
+                        None => return deny(who, access, DenyCause::Default, Vec::new()),
+                    }
                 }
                 CedarDecision::Deny => {
                     let reason = reason::denial(who, access, DenyCause::Forbid(&reasons));
@@ -312,17 +378,32 @@ impl PolicyEngine {
                         policy_ids: reasons,
                         denied_access: Some((*access).clone()),
                         reason,
+                        approval: None,
+                        valid_until: None,
                     };
                 }
             }
         }
         let policy_ids = sorted(permits.into_iter());
+        // Conservative: if any permit that allowed an access asks for approval, the whole
+        // command waits for it, even when another permit would have allowed it alone.
+        let approval = policy_ids
+            .iter()
+            .filter_map(|id| self.approvals.get(id))
+            .max_by_key(|r| r.quorum)
+            .cloned();
+        if let Some(rule) = approval {
+            let reason = format!("warden: policy \"{}\" requires human approval of this exact command", rule.policy_id);
+            return Decision { effect: Effect::Hold, policy_ids, denied_access: None, reason, approval: Some(rule), valid_until };
+        }
         let reason = format!("warden: allowed by {}", quoted_list(&policy_ids));
         Decision {
             effect: Effect::Allow,
             policy_ids,
             denied_access: None,
             reason,
+            approval: None,
+            valid_until,
         }
     }
 
@@ -429,6 +510,8 @@ fn deny(
         reason: reason::denial(who, access, cause),
         policy_ids,
         denied_access: Some(access.clone()),
+        approval: None,
+        valid_until: None,
     }
 }
 
@@ -538,4 +621,28 @@ fn parse_source(
             line,
         });
     }
+}
+
+/// Reads `@approval` / `@quorum` from a policy. Only permits can ask for approval: a
+/// forbid that "requires approval" would be a permit in disguise.
+fn approval_rule(l: &Loaded) -> Result<Option<ApprovalRule>, String> {
+    let Some(mode) = l.policy.annotation("approval") else {
+        if l.policy.annotation("quorum").is_some() {
+            return Err("@quorum without @approval".to_string());
+        }
+        return Ok(None);
+    };
+    if l.policy.effect() != cedar_policy::Effect::Permit {
+        return Err("@approval only applies to permit policies".to_string());
+    }
+    let mode = match mode {
+        "wait" | "resume" => Some(mode.to_string()),
+        "required" | "" => None,
+        other => return Err(format!("@approval(\"{other}\") is not wait, resume or required")),
+    };
+    let quorum = match l.policy.annotation("quorum") {
+        None => 1,
+        Some(q) => q.parse::<u32>().ok().filter(|q| *q >= 1).ok_or_else(|| format!("@quorum(\"{q}\") is not a whole number >= 1"))?,
+    };
+    Ok(Some(ApprovalRule { policy_id: l.id.clone(), mode, quorum }))
 }

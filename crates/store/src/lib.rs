@@ -7,8 +7,11 @@
 //! What is never stored here: agent tokens, upstream passwords, signing keys. Enrollment
 //! secrets are stored only as SHA-256 digests.
 
+pub mod approvals;
 mod sqlite;
 mod validate;
+
+pub use approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore, GrantRecord, GrantSpec, NewApproval, Vote, VoteOutcome};
 
 pub use sqlite::SqliteStore;
 pub use validate::{normalize_email, validate_agent_name};
@@ -46,6 +49,14 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("no approval request {0:?}")]
+    ApprovalNotFound(String),
+    #[error("approval request {id:?} is {status}, not pending")]
+    ApprovalNotPending { id: String, status: &'static str },
+    #[error("{by} has already voted on approval request {id:?}")]
+    AlreadyVoted { id: String, by: String },
+    #[error("no grant {0:?}")]
+    GrantNotFound(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -175,7 +186,7 @@ pub struct Checkpoint {
 
 /// Control-plane state. Implementations must be safe to share between threads and
 /// between processes using the same database.
-pub trait Store: Send + Sync {
+pub trait Store: ApprovalStore + Send + Sync {
     /// Creates the agent (and its owner, active, if unknown). Refused if the owner is
     /// deactivated or the name is taken.
     fn create_agent(&self, name: &str, owner_email: &str) -> Result<NewAgent>;

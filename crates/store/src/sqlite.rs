@@ -9,6 +9,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBe
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+mod approvals;
+
 use crate::validate::{normalize_email, validate_agent_name};
 use crate::*;
 
@@ -75,6 +77,50 @@ const MIGRATIONS: &[&str] = &[
         public_key  TEXT NOT NULL,
         created_at  INTEGER NOT NULL
     );
+    "#,
+    // 2: approval requests (one exact command, or a JIT grant) and grants.
+    r#"
+    CREATE TABLE approvals (
+        id              TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('command', 'grant')),
+        agent           TEXT NOT NULL,
+        owner           TEXT NOT NULL,
+        node            TEXT,
+        run             TEXT,
+        graph_version   TEXT,
+        target          TEXT NOT NULL,
+        statement       TEXT,
+        params_digest   TEXT,
+        rule            TEXT NOT NULL,
+        reason          TEXT,
+        requested_by    TEXT NOT NULL,
+        quorum          INTEGER NOT NULL,
+        mode            TEXT NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        grant_actions   TEXT,
+        grant_objects   TEXT,
+        grant_duration  INTEGER,
+        status          TEXT NOT NULL,
+        votes           TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX approvals_by_status ON approvals(status, created_at);
+    CREATE INDEX approvals_by_command ON approvals(agent, target, status);
+    CREATE TABLE grants (
+        id           TEXT PRIMARY KEY,
+        approval_id  TEXT NOT NULL REFERENCES approvals(id),
+        agent        TEXT NOT NULL,
+        node         TEXT,
+        run          TEXT,
+        target       TEXT NOT NULL,
+        actions      TEXT NOT NULL,
+        objects      TEXT NOT NULL,
+        active_from  INTEGER NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        revoked      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX grants_by_agent ON grants(agent, target, expires_at);
     "#,
 ];
 
