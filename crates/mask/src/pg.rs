@@ -251,6 +251,12 @@ impl Masker {
                 let Some(n) = decode_int(plan.format, w, value) else {
                     return unchecked(counts, encode_int(plan.format, w, 0));
                 };
+                // Below 13 digits no built-in detector can match a bare
+                // integer (cards are 13-19 digits; SSNs and phones need
+                // separators or a label).
+                if self.scanner.customs.is_empty() && n.unsigned_abs() < 1_000_000_000_000 {
+                    return Cow::Borrowed(value);
+                }
                 let s = n.to_string();
                 let hits = self.hits(&s, false);
                 let Some(first) = hits.first() else { return Cow::Borrowed(value) };

@@ -104,45 +104,84 @@ fn before(b: &[u8], i: usize) -> u8 {
     }
 }
 
-/// First index >= `i` holding a digit, ':' or '@'. ':' is '9' + 1, so the
-/// digit test is one range compare.
+/// Finds bytes that can start a structured match: digits, ':' and '@'
+/// (':' is '9' + 1, so digits and colon are one range compare). Keeps the
+/// 32-byte block mask so clustered triggers (timestamps) cost no rescans.
+struct Triggers<'a> {
+    b: &'a [u8],
+    base: usize,
+    mask: u32,
+}
+
+impl<'a> Triggers<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        // No cached block yet: a base no index can fall into.
+        Triggers { b, base: usize::MAX / 2, mask: 0 }
+    }
+
+    #[inline]
+    fn next_from(&mut self, mut i: usize) -> Option<usize> {
+        loop {
+            if i >= self.base && i < self.base + 32 {
+                let m = self.mask & (u32::MAX << (i - self.base));
+                if m != 0 {
+                    return Some(self.base + m.trailing_zeros() as usize);
+                }
+                i = self.base + 32;
+            }
+            if i + 32 > self.b.len() {
+                self.base = usize::MAX / 2; // no cached block
+                self.mask = 0;
+                return (i..self.b.len()).find(|&j| is_trigger(self.b[j]));
+            }
+            self.base = i;
+            self.mask = block_mask(self.b, i);
+            if self.mask != 0 {
+                return Some(i + self.mask.trailing_zeros() as usize);
+            }
+            i += 32;
+        }
+    }
+}
+
 #[inline]
-fn next_trigger(b: &[u8], mut i: usize) -> Option<usize> {
+fn is_trigger(c: u8) -> bool {
+    (b'0'..=b':').contains(&c) || c == b'@'
+}
+
+/// Bit k set when `b[i + k]` is a trigger; requires `i + 32 <= b.len()`.
+#[inline]
+fn block_mask(b: &[u8], i: usize) -> u32 {
+    debug_assert!(i + 32 <= b.len());
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: SSE2 is part of the x86_64 baseline; loads are unaligned
-        // and stay within `b` (i + 32 <= len / i + 16 <= len).
+        // SAFETY: SSE2 is part of the x86_64 baseline; the two unaligned
+        // 16-byte loads stay within b[i..i + 32].
         unsafe {
             use std::arch::x86_64::*;
             let lo = _mm_set1_epi8((b'0' - 1) as i8);
             let hi = _mm_set1_epi8((b':' + 1) as i8);
             let atsign = _mm_set1_epi8(b'@' as i8);
-            let p = b.as_ptr();
+            let p = b.as_ptr().add(i);
             let class = |v: __m128i| {
                 _mm_or_si128(
                     _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi)),
                     _mm_cmpeq_epi8(v, atsign),
                 )
             };
-            while i + 32 <= b.len() {
-                let a = class(_mm_loadu_si128(p.add(i) as *const __m128i));
-                let c = class(_mm_loadu_si128(p.add(i + 16) as *const __m128i));
-                let m = (_mm_movemask_epi8(a) as u32) | ((_mm_movemask_epi8(c) as u32) << 16);
-                if m != 0 {
-                    return Some(i + m.trailing_zeros() as usize);
-                }
-                i += 32;
-            }
+            let a = class(_mm_loadu_si128(p as *const __m128i));
+            let c = class(_mm_loadu_si128(p.add(16) as *const __m128i));
+            (_mm_movemask_epi8(a) as u32) | ((_mm_movemask_epi8(c) as u32) << 16)
         }
     }
-    while i < b.len() {
-        let c = b[i];
-        if (b'0'..=b':').contains(&c) || c == b'@' {
-            return Some(i);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut m = 0u32;
+        for k in 0..32 {
+            m |= (is_trigger(b[i + k]) as u32) << k;
         }
-        i += 1;
+        m
     }
-    None
 }
 
 impl Scanner {
@@ -194,7 +233,8 @@ impl Scanner {
         if self.any_trigger {
             let mut i = 0;
             let mut card_done = 0;
-            while let Some(p) = next_trigger(b, i) {
+            let mut trig = Triggers::new(b);
+            while let Some(p) = trig.next_from(i) {
                 let next = match b[p] {
                     b'@' => self.at_email(b, p, out),
                     b':' => self.at_colon(b, p, out),
@@ -235,18 +275,18 @@ impl Scanner {
 
     fn at_digit(&self, b: &[u8], p: usize, card_done: &mut usize, out: &mut Vec<Hit>) -> usize {
         use DetectorKind::*;
-        let mut lw = p;
-        while lw > 0 && is_alnum(b[lw - 1]) {
-            lw -= 1;
-        }
-        let word_end = {
+        let word_end = || {
             let mut e = p;
             while e < b.len() && is_alnum(b[e]) {
                 e += 1;
             }
             e
         };
-        if lw < p {
+        if is_alnum(before(b, p)) {
+            let mut lw = p;
+            while lw > 0 && is_alnum(b[lw - 1]) {
+                lw -= 1;
+            }
             // Letters glued in front: only an IBAN country code or the hex
             // head of an IPv6 address can start that way.
             let free = !is_word(before(b, lw)) && before(b, lw) != b'-' && before(b, lw) != b'.';
@@ -262,7 +302,7 @@ impl Scanner {
                     return e;
                 }
             }
-            return word_end;
+            return word_end();
         }
         let mut re = p;
         while re < b.len() && is_digit(b[re]) {
@@ -277,11 +317,11 @@ impl Scanner {
                 }
             }
             if nx != b':' {
-                return word_end;
+                return word_end();
             }
         }
         if is_alnum(nx) {
-            return word_end;
+            return word_end();
         }
         if nx == b'.' && self.on(Ipv4) {
             if let Some(e) = ipv4_at(b, p) {
@@ -289,20 +329,20 @@ impl Scanner {
                 return e;
             }
         }
-        if self.on(Card) && p >= *card_done {
+        if self.on(Card) && p >= *card_done && chain_digits(b, p) >= 13 {
             let (found_end, chain_end) = card_chain(b, p, out);
             *card_done = chain_end;
             if let Some(e) = found_end {
                 return e;
             }
         }
-        if self.on(Ssn) {
+        if self.on(Ssn) && (re - p == 3 || re - p == 9) {
             if let Some(e) = ssn_at(b, p) {
                 Self::push(out, p, e, Ssn);
                 return e;
             }
         }
-        if self.on(Phone) {
+        if self.on(Phone) && phone_plausible(b, p, re) {
             if let Some((s, e)) = phone_at(b, p) {
                 Self::push(out, s, e, Phone);
                 return e;
@@ -508,6 +548,43 @@ fn pem_at(b: &[u8], e: usize) -> Option<usize> {
         Some(k) if k <= 40 => Some(tail + k + 5),
         _ => Some(b.len()),
     }
+}
+
+/// Digits in the chain of groups joined by single spaces or dashes that
+/// starts at `p`: the cheap test that keeps timestamps and short numbers out
+/// of the card path.
+#[inline]
+fn chain_digits(b: &[u8], p: usize) -> usize {
+    let mut n = 0;
+    let mut x = p;
+    loop {
+        while x < b.len() && is_digit(b[x]) {
+            x += 1;
+            n += 1;
+        }
+        if (at(b, x) == b' ' || at(b, x) == b'-') && is_digit(at(b, x + 1)) {
+            x += 1;
+        } else {
+            return n;
+        }
+    }
+}
+
+/// Shapes `phone_at` can accept: after '+' or '(', a 3-digit area code, a
+/// leading trunk '1' or '0', each followed by more groups.
+#[inline]
+fn phone_plausible(b: &[u8], p: usize, re: usize) -> bool {
+    let prev = before(b, p);
+    if prev == b'+' {
+        return true;
+    }
+    if is_word(prev) || matches!(prev, b'-' | b'.' | b'/' | b'#' | b'$' | b'%') {
+        return false;
+    }
+    let len = re - p;
+    let shape = prev == b'(' || len == 3 || (len == 1 && b[p] == b'1') || b[p] == b'0';
+    let sep = |c: u8| matches!(c, b' ' | b'-' | b'.' | b'(' | b')');
+    shape && sep(at(b, re)) && (is_digit(at(b, re + 1)) || (sep(at(b, re + 1)) && is_digit(at(b, re + 2))))
 }
 
 /// Finds cards in the chain of digit groups starting at `p` (groups joined by
@@ -858,10 +935,11 @@ mod tests {
 
     #[test]
     fn trigger_scan_matches_scalar() {
-        let text = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ !\"#$%&'()*+,-./;<=>?[]^_`{|}~\xff\x80 tail 7 and : and @";
+        let text = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ !\"#$%&'()*+,-./;<=>?[]^_`{|}~\xff\x80 tail 7 and : and @ 0123456789 more text past the block boundary 42 and @ the end 9";
         let mut i = 0;
         let mut got = Vec::new();
-        while let Some(p) = next_trigger(text, i) {
+        let mut t = Triggers::new(text);
+        while let Some(p) = t.next_from(i) {
             got.push(p);
             i = p + 1;
         }
