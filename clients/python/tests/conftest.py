@@ -104,7 +104,8 @@ def customers_table() -> Iterator[str]:
     try:
         conn = psycopg.connect(PG_DIRECT, autocommit=True)
     except psycopg.OperationalError as exc:
-        pytest.skip(f"local PostgreSQL not reachable ({PG_DIRECT}): {exc}")
+        # Only a missing binary skips: the CI starts PostgreSQL, so its absence is a failure.
+        pytest.fail(f"local PostgreSQL not reachable ({PG_DIRECT}; set WARDEN_TEST_PG): {exc}")
     with conn:
         conn.execute(f"CREATE TABLE public.{name} (id int PRIMARY KEY, name text NOT NULL)")
         conn.execute(f"INSERT INTO public.{name} VALUES (1, 'Ada'), (2, 'Grace'), (3, 'Linus')")

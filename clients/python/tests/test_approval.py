@@ -169,3 +169,19 @@ def test_denied_is_not_turned_into_an_interrupt() -> None:
     g.add_edge("node", END)
     with pytest.raises(WardenDenied):
         g.compile(checkpointer=InMemorySaver()).invoke({}, {"configurable": {"thread_id": "x"}})
+
+
+def test_decorated_node_still_receives_config() -> None:
+    from langchain_core.runnables import RunnableConfig
+
+    from warden_langgraph import current_scope
+
+    @interrupt_on_approval
+    def reader(state: State, config: RunnableConfig) -> State:
+        return {"result": current_scope(config).node}
+
+    g = StateGraph(State)
+    g.add_node("reader", reader)
+    g.add_edge(START, "reader")
+    g.add_edge("reader", END)
+    assert g.compile().invoke({}) == {"result": "reader"}

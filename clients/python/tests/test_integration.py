@@ -197,3 +197,23 @@ async def test_async_connect_and_pool(gateway: Any, agent: tuple[str, str], cust
     stmts = [e for e in gateway.audit(agent[0]) if e.get("kind") == "statement"]
     assert {e["node"] for e in stmts} == {"reader"} and {e["thread"] for e in stmts} == {"async-t"}
     assert len({e["run"] for e in stmts}) == 1
+
+
+def test_real_psycopg_errors_map(customers_table: str) -> None:
+    """The mapping works on errors psycopg builds from a real ErrorResponse (raised by the
+    local PostgreSQL with Warden's SQLSTATEs, since the gateway's approval flow is not built)."""
+    from conftest import PG_DIRECT
+
+    from warden_langgraph import WardenApprovalPending, WardenCursor
+
+    with psycopg.connect(PG_DIRECT, autocommit=True, cursor_factory=WardenCursor) as conn:
+        with pytest.raises(WardenApprovalPending) as pending:
+            conn.execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'warden: statement held: approval ap_7f3 needs a human' "
+                "USING ERRCODE = 'WA001', HINT = 'warden approval show ap_7f3'; END $$"
+            )
+        assert pending.value.approval_id == "ap_7f3" and pending.value.hint == "warden approval show ap_7f3"
+        assert pending.value.statement is not None and pending.value.statement.startswith("DO $$")
+        with pytest.raises(WardenDenied) as denied:
+            conn.execute("DO $$ BEGIN RAISE EXCEPTION 'warden: no' USING ERRCODE = '42501', HINT = 'ask'; END $$")
+        assert (denied.value.rule, denied.value.hint) == ("warden: no", "ask")

@@ -47,7 +47,7 @@ class WardenCursor(psycopg.Cursor[Row]):
     """A psycopg cursor that raises :class:`~warden_langgraph.WardenDenied` /
     :class:`~warden_langgraph.WardenApprovalPending` for Warden's answers."""
 
-    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> WardenCursor[Row]:  # type: ignore[override]
+    def execute(self, query: Any, params: Any = None, **kwargs: Any) -> WardenCursor[Row]:
         try:
             super().execute(query, params, **kwargs)
         except psycopg.Error as exc:
@@ -57,7 +57,7 @@ class WardenCursor(psycopg.Cursor[Row]):
             raise new from exc
         return self
 
-    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         try:
             super().executemany(query, params_seq, **kwargs)
         except psycopg.Error as exc:
@@ -70,7 +70,7 @@ class WardenCursor(psycopg.Cursor[Row]):
 class WardenAsyncCursor(psycopg.AsyncCursor[Row]):
     """Async :class:`WardenCursor`."""
 
-    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> WardenAsyncCursor[Row]:  # type: ignore[override]
+    async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> WardenAsyncCursor[Row]:
         try:
             await super().execute(query, params, **kwargs)
         except psycopg.Error as exc:
@@ -80,7 +80,7 @@ class WardenAsyncCursor(psycopg.AsyncCursor[Row]):
             raise new from exc
         return self
 
-    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    async def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> None:
         try:
             await super().executemany(query, params_seq, **kwargs)
         except psycopg.Error as exc:

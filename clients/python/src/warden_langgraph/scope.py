@@ -167,15 +167,15 @@ def current_scope(
 
     run_source: RunSource
     runtime = _runtime(configurable)
-    info = getattr(runtime, "execution_info", None)
+    invoke_run_id = getattr(getattr(runtime, "execution_info", None), "run_id", None)
     if run:
         run_id, run_source = run, "explicit"
     elif metadata.get("run_id"):
         run_id, run_source = str(metadata["run_id"]), "metadata"
     elif configurable.get(RUN_ID_CONFIG_KEY):
         run_id, run_source = str(configurable[RUN_ID_CONFIG_KEY]), "configurable"
-    elif getattr(info, "run_id", None):
-        run_id, run_source = str(info.run_id), "invoke"
+    elif invoke_run_id:
+        run_id, run_source = str(invoke_run_id), "invoke"
     else:
         run_id, run_source = _generated_run_id(getattr(runtime, "control", None)), "generated"
 

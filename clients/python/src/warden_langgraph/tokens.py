@@ -12,6 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class Secret:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:  # never pickle a secret by accident
+    def __reduce__(self) -> str | tuple[Any, ...]:  # never pickle a secret by accident
         raise TypeError("a Secret cannot be pickled")
 
 
