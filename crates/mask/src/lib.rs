@@ -20,6 +20,8 @@ mod checks;
 mod config;
 mod counts;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pg;
 mod scan;
 

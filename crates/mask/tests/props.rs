@@ -229,3 +229,13 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, .. ProptestConfig::default() })]
+
+    /// The libFuzzer property on proptest's inputs (stable toolchain, CI).
+    #[test]
+    fn fuzz_property(data in proptest::collection::vec(prop_oneof![Just(b'4'), Just(b'1'), Just(b' '), Just(b'-'), any::<u8>(), 0x30u8..0x3a], 0..96)) {
+        warden_mask::fuzzing::check(&data);
+    }
+}
