@@ -33,6 +33,8 @@ pub struct SessionGrant {
     pub expires_at_unix: i64,
     /// Becomes `Some(reason)` when the session must end (agent suspended, owner deactivated).
     pub revoked: watch::Receiver<Option<String>>,
+    /// How the client wants held commands handled ("wait" or "resume"), if it said.
+    pub approval_mode: Option<String>,
 }
 
 /// A command's classification and the decision over it.
@@ -49,6 +51,15 @@ impl Verdict {
     }
 }
 
+/// How a held command ends.
+#[derive(Debug)]
+pub enum HoldOutcome {
+    /// Approved: forward the command as sent.
+    Run { approval_id: String },
+    /// Denied, timed out, or pending in resume mode: this error goes to the client.
+    Refuse { sqlstate: &'static str, message: String, hint: Option<String> },
+}
+
 /// One command's outcome, for the audit log.
 #[derive(Debug)]
 pub struct CommandRecord {
@@ -62,6 +73,8 @@ pub struct CommandRecord {
     pub duration: Option<Duration>,
     /// SQLSTATE of an upstream error, if the command failed there.
     pub error_code: Option<String>,
+    /// The approval this execution used, if it was held.
+    pub approval_id: Option<String>,
 }
 
 #[async_trait::async_trait]
@@ -78,6 +91,11 @@ pub trait Gatekeeper: Send + Sync + 'static {
     /// Records a command. With `durable`, returns only once the record is on disk; an error
     /// means the result must not reach the client.
     async fn record(&self, session: &SessionGrant, record: CommandRecord, durable: bool) -> Result<(), ClientError>;
+
+    /// A command whose verdict is `Hold`: ask humans, and either wait for them (wait mode)
+    /// or refuse at once with the approval id (resume mode). A command approved earlier in
+    /// resume mode runs here exactly once.
+    async fn hold(&self, session: &SessionGrant, sql: &str, verdict: &Verdict, params_digest: Option<&str>) -> HoldOutcome;
 
     /// Called exactly once when an authenticated session ends, whatever the path.
     fn session_ended(&self, session: &SessionGrant, reason: &str);

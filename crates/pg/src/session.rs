@@ -8,7 +8,8 @@
 //! and a transaction block is aborted, as the issue asks.
 
 use crate::codec::{self, backend, backend::ErrorFields, frontend, Frame, FrontendMessage};
-use crate::gate::{ClientError, CommandRecord, Gatekeeper, SessionGrant, Verdict};
+use crate::gate::{ClientError, CommandRecord, Gatekeeper, HoldOutcome, SessionGrant, Verdict};
+use warden_core::Effect;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, VecDeque};
@@ -33,11 +34,11 @@ pub struct SessionLimits {
 /// What the backend loop should expect next from the upstream, in order.
 enum Expect {
     /// A simple Query (or a refused FunctionCall): results until ReadyForQuery.
-    Query { command: Option<Arc<Command>>, denied: Option<Arc<Verdict>>, started: Instant, index: usize },
-    Parse { denied: Option<Arc<Verdict>> },
-    Bind { denied: Option<Arc<Verdict>> },
-    Describe { denied: Option<Arc<Verdict>> },
-    Execute { command: Option<Arc<Command>>, params_digest: Option<String>, denied: Option<Arc<Verdict>>, started: Instant },
+    Query { command: Option<Arc<Command>>, approval_id: Option<String>, denied: Option<Arc<ErrorFields>>, started: Instant, index: usize },
+    Parse { denied: Option<Arc<ErrorFields>> },
+    Bind { denied: Option<Arc<ErrorFields>> },
+    Describe { denied: Option<Arc<ErrorFields>> },
+    Execute { command: Option<Arc<Command>>, approval_id: Option<String>, params_digest: Option<String>, denied: Option<Arc<ErrorFields>>, started: Instant },
     Close,
     Sync,
     /// The frontend loop hit a protocol violation: send this FATAL and end the session.
@@ -45,7 +46,7 @@ enum Expect {
 }
 
 impl Expect {
-    fn denied(&self) -> Option<&Arc<Verdict>> {
+    fn denied(&self) -> Option<&Arc<ErrorFields>> {
         match self {
             Expect::Query { denied, .. } | Expect::Parse { denied } | Expect::Bind { denied } | Expect::Describe { denied } | Expect::Execute { denied, .. } => denied.as_ref(),
             _ => None,
@@ -62,6 +63,17 @@ struct Command {
     sql: Arc<str>,
     verdict: Arc<Verdict>,
     epoch: u64,
+}
+
+impl Command {
+    /// A verdict that rests on a just-in-time grant ends with the grant, mid-session too.
+    fn expired(&self) -> bool {
+        self.verdict.decision.valid_until.is_some_and(|t| unix_now() >= t)
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
 }
 
 pub async fn run<G: Gatekeeper>(gate: Arc<G>, grant: Arc<SessionGrant>, client: BoxStream, client_buf: BytesMut, upstream: BoxStream, upstream_buf: BytesMut, limits: SessionLimits) -> String {
@@ -104,7 +116,7 @@ impl<G: Gatekeeper> Frontend<G> {
                 }
                 Err(e) => return self.fatal("08P01", e.to_string()),
             };
-            match self.handle(frame, &mut out) {
+            match self.handle(frame, &mut out).await {
                 Ok(true) => {}
                 Ok(false) => {
                     let _ = wr.write_all_buf(&mut out).await;
@@ -131,7 +143,7 @@ impl<G: Gatekeeper> Frontend<G> {
     fn command(&mut self, sql: &str) -> Arc<Command> {
         let epoch = self.gate.epoch();
         if let Some(c) = self.cache.get(sql) {
-            if c.epoch == epoch {
+            if c.epoch == epoch && !c.expired() {
                 return c.clone();
             }
         }
@@ -147,24 +159,44 @@ impl<G: Gatekeeper> Frontend<G> {
 
     /// A command re-decided now: grants can expire between Parse and Execute.
     fn current(&mut self, cmd: &Arc<Command>) -> Arc<Command> {
-        if cmd.epoch == self.gate.epoch() {
+        if cmd.epoch == self.gate.epoch() && !cmd.expired() {
             cmd.clone()
         } else {
             self.command(&cmd.sql.clone())
         }
     }
 
+    /// Whether a command may run now: Ok with the approval it used (if it was held), or the
+    /// error the client gets instead. Denials are audited here.
+    async fn admit(&mut self, cmd: &Arc<Command>, params_digest: Option<&str>) -> Result<Option<String>, Arc<ErrorFields>> {
+        match cmd.verdict.decision.effect {
+            Effect::Allow => Ok(None),
+            Effect::Hold => match self.gate.hold(&self.grant, &cmd.sql, &cmd.verdict, params_digest).await {
+                HoldOutcome::Run { approval_id } => Ok(Some(approval_id)),
+                HoldOutcome::Refuse { sqlstate, message, hint } => {
+                    let mut e = ErrorFields::error(sqlstate, message).with_detail(format!("SQLSTATE {sqlstate}"));
+                    e.hint = hint;
+                    Err(Arc::new(e))
+                }
+            },
+            Effect::Deny | Effect::NeedsGrant => {
+                self.record_denial(cmd, params_digest.map(str::to_string));
+                Err(Arc::new(denial_error(&cmd.verdict)))
+            }
+        }
+    }
+
     fn record_denial(&self, cmd: &Command, params_digest: Option<String>) {
         let gate = self.gate.clone();
         let grant = self.grant.clone();
-        let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest, rows: None, duration: None, error_code: None };
+        let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest, rows: None, duration: None, error_code: None, approval_id: None };
         tokio::spawn(async move {
             let _ = gate.record(&grant, rec, false).await;
         });
     }
 
     /// Returns Ok(false) when the client terminated, Err(reason) on a protocol violation.
-    fn handle(&mut self, frame: Frame, out: &mut BytesMut) -> Result<bool, String> {
+    async fn handle(&mut self, frame: Frame, out: &mut BytesMut) -> Result<bool, String> {
         let msg = match FrontendMessage::decode(&frame) {
             Ok(m) => m,
             Err(e) => return Err(self.fatal("08P01", e.to_string())),
@@ -173,24 +205,27 @@ impl<G: Gatekeeper> Frontend<G> {
         match msg {
             FrontendMessage::Query { sql } => {
                 let cmd = self.command(&sql);
-                if cmd.verdict.decision.allowed() {
-                    self.expect(Expect::Query { command: Some(cmd), denied: None, started: now, index: 0 });
-                    frame.encode(out);
-                } else {
-                    self.record_denial(&cmd, None);
-                    self.expect(Expect::Query { command: None, denied: Some(cmd.verdict.clone()), started: now, index: 0 });
-                    frontend::query(DENIED_SQL).encode(out);
+                match self.admit(&cmd, None).await {
+                    Ok(approval_id) => {
+                        self.expect(Expect::Query { command: Some(cmd), approval_id, denied: None, started: now, index: 0 });
+                        frame.encode(out);
+                    }
+                    Err(error) => {
+                        self.expect(Expect::Query { command: None, approval_id: None, denied: Some(error), started: now, index: 0 });
+                        frontend::query(DENIED_SQL).encode(out);
+                    }
                 }
             }
             FrontendMessage::Parse { statement, sql, .. } => {
                 let cmd = self.command(&sql);
-                let allowed = cmd.verdict.decision.allowed();
-                if allowed {
+                // A held command parses and binds freely: nothing runs before Execute, where
+                // the approval binds the parameters too.
+                if cmd.verdict.decision.effect != Effect::Deny {
                     self.expect(Expect::Parse { denied: None });
                     frame.encode(out);
                 } else {
                     self.record_denial(&cmd, None);
-                    self.expect(Expect::Parse { denied: Some(cmd.verdict.clone()) });
+                    self.expect(Expect::Parse { denied: Some(Arc::new(denial_error(&cmd.verdict))) });
                     frontend::parse(&statement, DENIED_SQL).encode(out);
                 }
                 self.statements.insert(statement, cmd);
@@ -200,12 +235,12 @@ impl<G: Gatekeeper> Frontend<G> {
                 match self.statements.get(&statement).cloned() {
                     Some(cmd) => {
                         let cmd = self.current(&cmd);
-                        if cmd.verdict.decision.allowed() {
+                        if cmd.verdict.decision.effect != Effect::Deny {
                             self.expect(Expect::Bind { denied: None });
                             frame.encode(out);
                         } else {
                             self.record_denial(&cmd, Some(digest.clone()));
-                            self.expect(Expect::Bind { denied: Some(cmd.verdict.clone()) });
+                            self.expect(Expect::Bind { denied: Some(Arc::new(denial_error(&cmd.verdict))) });
                             frontend::bind(&portal, DENIED_NAME).encode(out);
                         }
                         self.portals.insert(portal, (cmd, digest));
@@ -220,27 +255,26 @@ impl<G: Gatekeeper> Frontend<G> {
             }
             FrontendMessage::Describe { kind, ref name } => {
                 let known = if kind == b'S' { self.statements.get(name).cloned() } else { self.portals.get(name).map(|(c, _)| c.clone()) };
-                let denied = known.filter(|c| !c.verdict.decision.allowed()).map(|c| c.verdict.clone());
+                let denied = known.filter(|c| c.verdict.decision.effect == Effect::Deny).map(|c| Arc::new(denial_error(&c.verdict)));
                 self.expect(Expect::Describe { denied });
                 frame.encode(out);
             }
             FrontendMessage::Execute { portal, .. } => match self.portals.get(&portal).cloned() {
                 Some((cmd, digest)) => {
                     let cmd = self.current(&cmd);
-                    if cmd.verdict.decision.allowed() {
-                        self.expect(Expect::Execute { command: Some(cmd), params_digest: Some(digest), denied: None, started: now });
-                        frame.encode(out);
-                    } else {
-                        if cmd.epoch != self.portals[&portal].0.epoch {
-                            // Denied now but not at Bind: a grant ended in between.
-                            self.record_denial(&cmd, Some(digest.clone()));
+                    match self.admit(&cmd, Some(&digest)).await {
+                        Ok(approval_id) => {
+                            self.expect(Expect::Execute { command: Some(cmd), approval_id, params_digest: Some(digest), denied: None, started: now });
+                            frame.encode(out);
                         }
-                        self.expect(Expect::Execute { command: None, params_digest: None, denied: Some(cmd.verdict.clone()), started: now });
-                        frontend::execute(DENIED_NAME).encode(out);
+                        Err(error) => {
+                            self.expect(Expect::Execute { command: None, approval_id: None, params_digest: None, denied: Some(error), started: now });
+                            frontend::execute(DENIED_NAME).encode(out);
+                        }
                     }
                 }
                 None => {
-                    self.expect(Expect::Execute { command: None, params_digest: None, denied: None, started: now });
+                    self.expect(Expect::Execute { command: None, approval_id: None, params_digest: None, denied: None, started: now });
                     frame.encode(out);
                 }
             },
@@ -271,7 +305,7 @@ impl<G: Gatekeeper> Frontend<G> {
                 });
                 let cmd = Command { sql: Arc::from("<fast-path function call>"), verdict: verdict.clone(), epoch: 0 };
                 self.record_denial(&cmd, None);
-                self.expect(Expect::Query { command: None, denied: Some(verdict), started: now, index: 0 });
+                self.expect(Expect::Query { command: None, approval_id: None, denied: Some(Arc::new(denial_error(&verdict))), started: now, index: 0 });
                 frontend::query(DENIED_SQL).encode(out);
             }
             FrontendMessage::Password(_) => return Err(self.fatal("08P01", "unexpected password message".into())),
@@ -440,8 +474,8 @@ impl<G: Gatekeeper> Backend<G> {
 
     async fn on_complete(&mut self, rows: Option<i64>) -> Result<(), ClientError> {
         let record = match self.pending.front_mut() {
-            Some(Expect::Execute { command: Some(cmd), params_digest, started, .. }) => {
-                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows, duration: Some(started.elapsed()), error_code: None };
+            Some(Expect::Execute { command: Some(cmd), approval_id, params_digest, started, .. }) => {
+                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows, duration: Some(started.elapsed()), error_code: None, approval_id: approval_id.take() };
                 self.pending.pop_front();
                 Some(rec)
             }
@@ -449,9 +483,9 @@ impl<G: Gatekeeper> Backend<G> {
                 self.pending.pop_front();
                 None
             }
-            Some(Expect::Query { command: Some(cmd), started, index, .. }) => {
+            Some(Expect::Query { command: Some(cmd), approval_id, started, index, .. }) => {
                 let multi = cmd.verdict.classification.as_ref().is_some_and(|c| c.statements.len() > 1);
-                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows, duration: Some(started.elapsed()), error_code: None };
+                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows, duration: Some(started.elapsed()), error_code: None, approval_id: approval_id.clone() };
                 *index += 1;
                 Some(rec)
             }
@@ -473,13 +507,13 @@ impl<G: Gatekeeper> Backend<G> {
         };
         let fields = ErrorFields::decode(&frame.body);
         match front.denied() {
-            Some(verdict) => denial_error(verdict).frame().encode(&mut self.out),
+            Some(error) => error.frame().encode(&mut self.out),
             None => {
                 let record = match front {
-                    Expect::Execute { command: Some(cmd), params_digest, started, .. } => Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()) }),
-                    Expect::Query { command: Some(cmd), started, index, .. } => {
+                    Expect::Execute { command: Some(cmd), approval_id, params_digest, started, .. } => Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()), approval_id: approval_id.take() }),
+                    Expect::Query { command: Some(cmd), approval_id, started, index, .. } => {
                         let multi = cmd.verdict.classification.as_ref().is_some_and(|c| c.statements.len() > 1);
-                        Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()) })
+                        Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()), approval_id: approval_id.clone() })
                     }
                     _ => None,
                 };

@@ -16,6 +16,8 @@ pub struct StartupRequest {
     pub node: Option<String>,
     pub run: Option<String>,
     pub thread: Option<String>,
+    /// "wait" or "resume": how the client wants held commands handled.
+    pub approval_mode: Option<String>,
     /// Parameters to forward upstream, names lower-cased.
     pub forwarded: Vec<(String, String)>,
 }
@@ -26,7 +28,7 @@ pub enum StartupError {
     MissingUser,
     #[error("startup parameter \"{0}\" is not allowed through the gateway")]
     Forbidden(String),
-    #[error("unknown gateway option \"{0}\" (known: warden.node, warden.run, warden.thread)")]
+    #[error("unknown gateway option \"{0}\" (known: warden.node, warden.run, warden.thread, warden.approval)")]
     UnknownOption(String),
     #[error("malformed options parameter: {0}")]
     BadOptions(String),
@@ -64,6 +66,12 @@ fn set_option(req: &mut StartupRequest, name: &str, value: String) -> Result<(),
         "warden.node" => &mut req.node,
         "warden.run" => &mut req.run,
         "warden.thread" => &mut req.thread,
+        "warden.approval" => {
+            if value != "wait" && value != "resume" {
+                return Err(StartupError::BadOptions(format!("warden.approval must be wait or resume, not \"{value}\"")));
+            }
+            &mut req.approval_mode
+        }
         n if n.starts_with(WARDEN_PREFIX) => return Err(StartupError::UnknownOption(name)),
         n if FORWARDED.contains(&n) => {
             req.forwarded.push((name, value));

@@ -42,6 +42,85 @@ enum Command {
     /// Validate policies.
     #[command(subcommand)]
     Policy(PolicyCmd),
+    /// Decide requests for human approval (held commands and grant requests).
+    #[command(subcommand)]
+    Approvals(ApprovalsCmd),
+    /// Just-in-time grants that expire by themselves.
+    #[command(subcommand)]
+    Grant(GrantCmd),
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCmd {
+    /// Requests, newest first.
+    List {
+        /// pending | approved | denied | expired | executed | cancelled
+        #[arg(long)]
+        status: Option<String>,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    Show {
+        id: String,
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// Approve a request (counts toward its quorum).
+    Approve {
+        id: String,
+        /// The approver's email (a configured approver; not the agent's owner or the requester).
+        #[arg(long = "as")]
+        approver: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Deny a request; one denial decides.
+    Deny {
+        id: String,
+        #[arg(long = "as")]
+        approver: String,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum GrantCmd {
+    /// Ask for a just-in-time grant; it is active from approval until it expires.
+    Request {
+        #[arg(long)]
+        agent: String,
+        /// Limit the grant to one graph node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Limit the grant to one LangGraph run.
+        #[arg(long)]
+        run: Option<String>,
+        #[arg(long)]
+        target: String,
+        /// read, write, or Warden action ids (comma-separated or repeated).
+        #[arg(long = "action", required = true)]
+        actions: Vec<String>,
+        /// Tables the grant covers (comma-separated); none = every table of the target.
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+        /// How long the grant lasts once approved, e.g. 15m.
+        #[arg(long = "for")]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+        /// Who asks (an email); they cannot approve their own request.
+        #[arg(long = "as")]
+        requester: String,
+        #[arg(long, default_value_t = 1)]
+        quorum: u32,
+    },
+    List {
+        #[command(flatten)]
+        out: JsonFlag,
+    },
+    /// End a grant now, live sessions included.
+    Revoke { id: String },
 }
 
 #[derive(Args)]
@@ -263,6 +342,7 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
         }
         Command::Agent(AgentCmd::Suspend { name }) => {
             store.suspend_agent(&name)?;
+            store.cancel_for_agents(std::slice::from_ref(&name))?;
             AdminAudit::start(config, store)?.record("agent_suspend", admin_event(Some(&name)))?;
             println!("agent {name} suspended; its live sessions end within a second");
         }
@@ -284,6 +364,7 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
         }
         Command::Human(HumanCmd::Deactivate { email }) => {
             let suspended = store.deactivate_human(&email)?;
+            store.cancel_for_agents(&suspended)?;
             let mut ev = admin_event(None);
             ev.owner = Some(email.clone());
             ev.extra.insert("suspended_agents".into(), suspended.clone().into());
@@ -349,6 +430,8 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
                 }
             }
         }
+        Command::Approvals(cmd) => return approvals_cmd(cmd, config, store),
+        Command::Grant(cmd) => return grant_cmd(cmd, config, store),
         Command::Serve | Command::Policy(_) => unreachable!("handled before opening the store"),
     }
     Ok(ExitCode::SUCCESS)
@@ -366,4 +449,129 @@ fn parse_since(s: &str) -> Result<i64> {
     }
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).with_context(|| format!("--since {s:?}: expected an RFC 3339 time or a duration like 1h"))?;
     Ok((t.unix_timestamp_nanos() / 1000) as i64)
+}
+
+fn approval_json(r: &warden_store::ApprovalRecord) -> serde_json::Value {
+    let q = &r.request;
+    serde_json::json!({
+        "id": r.id, "kind": q.kind, "status": r.status.as_str(), "agent": q.agent, "owner": q.owner, "node": q.node,
+        "run": q.run, "graph_version": q.graph_version, "target": q.target, "statement": q.statement,
+        "params_digest": q.params_digest, "rule": q.rule, "reason": q.reason, "requested_by": q.requested_by,
+        "quorum": q.quorum, "mode": q.mode, "expires_at": q.expires_at, "created_at": r.created_at,
+        "grant": q.grant.as_ref().map(|g| serde_json::json!({"actions": g.actions, "tables": g.objects, "duration_secs": g.duration_secs})),
+        "votes": r.votes.iter().map(|v| serde_json::json!({"by": v.by, "approve": v.approve, "reason": v.reason, "at": v.at})).collect::<Vec<_>>(),
+    })
+}
+
+fn approvals_cmd(cmd: ApprovalsCmd, config: &Config, store: Arc<dyn Store>) -> Result<ExitCode> {
+    use warden_store::{ApprovalStatus, Vote, VoteOutcome};
+    match cmd {
+        ApprovalsCmd::List { status, out } => {
+            let status = status.map(|s| ApprovalStatus::parse(&s).with_context(|| format!("--status {s:?}: expected pending, approved, denied, expired, executed or cancelled"))).transpose()?;
+            let rows = store.list_approvals(status, 200)?;
+            if out.json {
+                println!("{}", serde_json::Value::Array(rows.iter().map(approval_json).collect()));
+            } else {
+                for r in rows {
+                    let what = r.request.statement.clone().unwrap_or_else(|| format!("grant {:?}", r.request.grant.as_ref().map(|g| &g.actions)));
+                    println!("{:<22} {:<9} {:<8} {:<20} {:<12} {}", r.id, r.status.as_str(), r.request.kind, r.request.agent, r.request.node.clone().unwrap_or_default(), what.replace('\n', " "));
+                }
+            }
+        }
+        ApprovalsCmd::Show { id, out } => {
+            let r = store.approval(&id)?.with_context(|| format!("no approval request {id:?}"))?;
+            let v = approval_json(&r);
+            println!("{}", if out.json { v.to_string() } else { serde_json::to_string_pretty(&v)? });
+        }
+        ApprovalsCmd::Approve { id, approver, reason } | ApprovalsCmd::Deny { id, approver, reason } if reason.trim().is_empty() => {
+            let _ = (id, approver);
+            bail!("--reason: say why (it is audited and shown to the requester)");
+        }
+        ApprovalsCmd::Approve { ref id, ref approver, ref reason } | ApprovalsCmd::Deny { ref id, ref approver, ref reason } => {
+            let approve = matches!(cmd, ApprovalsCmd::Approve { .. });
+            let rec = store.approval(id)?.with_context(|| format!("no approval request {id:?}"))?;
+            let who = crate::approvals::check_approver(config, store.as_ref(), &rec, approver)?;
+            let outcome = store.vote(id, &Vote { by: who.clone(), approve, reason: reason.clone(), at: now_unix() })?;
+            let mut ev = AuditEvent::new(if approve { "approval_approved" } else { "approval_denied" }, if approve { "allow" } else { "deny" });
+            ev.agent = Some(rec.request.agent.clone());
+            ev.owner = Some(rec.request.owner.clone());
+            ev.node = rec.request.node.clone();
+            ev.target = Some(rec.request.target.clone());
+            ev.statement = rec.request.statement.clone();
+            ev.reason = Some(reason.clone());
+            ev.extra.insert("approval_id".into(), rec.id.clone().into());
+            ev.extra.insert("approver".into(), who.clone().into());
+            ev.extra.insert("outcome".into(), format!("{outcome:?}").into());
+            AdminAudit::start(config, store)?.record(if approve { "approval_vote" } else { "approval_deny" }, ev)?;
+            match outcome {
+                VoteOutcome::Recorded { approvals, quorum } => println!("{id}: approval by {who} recorded ({approvals} of {quorum})"),
+                VoteOutcome::Approved => println!("{id}: approved by {who}"),
+                VoteOutcome::Denied => println!("{id}: denied by {who}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn grant_cmd(cmd: GrantCmd, config: &Config, store: Arc<dyn Store>) -> Result<ExitCode> {
+    match cmd {
+        GrantCmd::Request { agent, node, run, target, actions, tables, duration, reason, requester, quorum } => {
+            let record = store.agent(&agent)?.with_context(|| format!("no agent named {agent:?}"))?;
+            if !config.targets.iter().any(|t| t.name == target) {
+                bail!("--target {target:?}: no such target in the config");
+            }
+            let duration = humantime::parse_duration(&duration).with_context(|| format!("--for {duration:?}: expected a duration like 15m"))?;
+            if duration.is_zero() || duration > config.tokens.max_ttl {
+                bail!("--for: must be between 1s and tokens.max_ttl ({})", humantime::format_duration(config.tokens.max_ttl));
+            }
+            let actions = crate::approvals::expand_actions(&actions)?;
+            let objects: Vec<String> = tables.iter().filter(|t| !t.trim().is_empty()).map(|t| crate::approvals::qualify_table(t)).collect();
+            let request = warden_store::NewApproval {
+                kind: "grant".into(),
+                agent: agent.clone(),
+                owner: record.owner.clone(),
+                node,
+                run,
+                graph_version: None,
+                target,
+                statement: None,
+                params_digest: None,
+                rule: "jit-grant".into(),
+                reason: Some(reason.clone()),
+                requested_by: requester.trim().to_ascii_lowercase(),
+                quorum: quorum.max(1),
+                mode: "grant".into(),
+                expires_at: now_unix() + config.approvals.resume_lifetime.as_secs() as i64,
+                grant: Some(warden_store::GrantSpec { actions, objects, duration_secs: duration.as_secs() as i64 }),
+            };
+            let rec = store.create_approval(&request)?;
+            let mut ev = admin_event(Some(&agent));
+            ev.reason = Some(reason);
+            ev.extra.insert("approval_id".into(), rec.id.clone().into());
+            ev.extra.insert("requested_by".into(), rec.request.requested_by.clone().into());
+            AdminAudit::start(config, store)?.record("grant_request", ev)?;
+            println!("grant request {} created; an approver runs: warden approvals approve {} --as EMAIL --reason \"...\"", rec.id, rec.id);
+        }
+        GrantCmd::List { out } => {
+            let grants = store.list_grants(200)?;
+            let now = now_unix();
+            let state = |g: &warden_store::GrantRecord| if g.revoked { "revoked" } else if now >= g.expires_at { "expired" } else { "active" };
+            if out.json {
+                let rows: Vec<_> = grants.iter().map(|g| serde_json::json!({"id": g.id, "approval_id": g.approval_id, "agent": g.agent, "node": g.node, "run": g.run, "target": g.target, "actions": g.actions, "tables": g.objects, "active_from": g.active_from, "expires_at": g.expires_at, "state": state(g)})).collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                for g in &grants {
+                    println!("{:<22} {:<8} {:<20} {:<12} {:<24} {}", g.id, state(g), g.agent, g.node.clone().unwrap_or_default(), g.actions.join(","), g.objects.join(","));
+                }
+            }
+        }
+        GrantCmd::Revoke { id } => {
+            store.revoke_grant(&id)?;
+            let mut ev = admin_event(None);
+            ev.extra.insert("grant_id".into(), id.clone().into());
+            AdminAudit::start(config, store)?.record("grant_revoke", ev)?;
+            println!("grant {id} revoked; live sessions lose it within a second");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

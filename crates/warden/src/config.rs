@@ -25,6 +25,8 @@ pub struct Config {
     pub tokens: Tokens,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub approvals: Approvals,
     #[serde(default, rename = "targets")]
     pub targets: Vec<Target>,
     /// Directory of the config file; relative paths resolve against it.
@@ -100,6 +102,38 @@ fn max_ttl() -> Duration {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct Approvals {
+    /// How long a held command waits on its connection (wait mode) before it is refused.
+    #[serde(default = "default_approval_timeout", with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// How long a resume-mode request stays open, and an approval stays usable.
+    #[serde(default = "default_resume_lifetime", with = "humantime_serde_compat")]
+    pub resume_lifetime: Duration,
+    /// Who may approve requests on any target (emails of humans). Targets may add their own.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Approval requests are POSTed here as Slack-compatible JSON.
+    pub webhook_url: Option<String>,
+    /// Environment variable holding the HMAC-SHA256 key that signs webhook bodies.
+    pub webhook_secret_env: Option<String>,
+}
+
+impl Default for Approvals {
+    fn default() -> Self {
+        Approvals { timeout: default_approval_timeout(), resume_lifetime: default_resume_lifetime(), approvers: Vec::new(), webhook_url: None, webhook_secret_env: None }
+    }
+}
+
+fn default_approval_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_resume_lifetime() -> Duration {
+    Duration::from_secs(3600)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest protocol message accepted from a client or upstream.
     #[serde(default = "default_max_message")]
@@ -149,6 +183,9 @@ pub struct Target {
     pub tls: String,
     /// PEM roots for verify-full.
     pub ca_file: Option<PathBuf>,
+    /// Who may approve requests on this target, besides `approvals.approvers`.
+    #[serde(default)]
+    pub approvers: Vec<String>,
 }
 
 fn default_kind() -> String {
@@ -217,6 +254,22 @@ impl Config {
             bail!("limits.max_message_bytes: at least 1024");
         }
         Ok(())
+    }
+
+    /// Everyone who may approve requests on `target`, lower-cased.
+    pub fn approvers_for(&self, target: &str) -> Vec<String> {
+        let per_target = self.targets.iter().filter(|t| t.name == target).flat_map(|t| t.approvers.iter());
+        let mut all: Vec<String> = self.approvals.approvers.iter().chain(per_target).map(|a| a.trim().to_ascii_lowercase()).collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    pub fn webhook_secret(&self) -> Result<Option<Secret>> {
+        match &self.approvals.webhook_secret_env {
+            None => Ok(None),
+            Some(var) => Ok(Some(Secret::new(std::env::var(var).with_context(|| format!("approvals.webhook_secret_env: environment variable {var} is not set"))?))),
+        }
     }
 
     pub fn resolve(&self, p: &Path) -> PathBuf {

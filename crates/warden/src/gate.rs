@@ -3,6 +3,9 @@
 //! Also the registry of live sessions that revocation reaches into.
 
 use crate::config::Config;
+use crate::notify::Notifier;
+use warden_pg::gate::HoldOutcome;
+use warden_store::{ApprovalStatus, NewApproval};
 use quick_cache::sync::Cache;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use warden_audit::{AuditEvent, AuditHandle};
-use warden_core::policy::{PolicyEngine, RequestContext};
+use warden_core::policy::{ActiveGrant, PolicyEngine, RequestContext};
 use warden_core::token::{TokenError, TokenKeys};
 use warden_core::{Classification, Decision, SessionIdentity};
 use warden_pg::gate::{ClientError, CommandRecord, Gatekeeper, SessionGrant, Verdict};
@@ -32,7 +35,16 @@ pub struct WardenGate {
     classified: Cache<String, Classified>,
     epoch: AtomicU64,
     sessions: Mutex<HashMap<String, LiveSession>>,
+    notifier: Notifier,
+    approval_timeout: Duration,
+    resume_lifetime: Duration,
 }
+
+/// SQLSTATE of "approval pending" in resume mode: class W is in the range PostgreSQL leaves
+/// to implementations, so no client mistakes it for a server error.
+pub const APPROVAL_PENDING_SQLSTATE: &str = "WA001";
+/// How often a held connection looks at its request; bounds approve-to-result latency.
+const APPROVAL_POLL: Duration = Duration::from_millis(10);
 
 struct LiveSession {
     agent: String,
@@ -76,6 +88,9 @@ impl WardenGate {
             classified: Cache::new(100_000),
             epoch: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
+            notifier: Notifier::new(config.approvals.webhook_url.clone(), config.webhook_secret()?),
+            approval_timeout: config.approvals.timeout,
+            resume_lifetime: config.approvals.resume_lifetime,
         }))
     }
 
@@ -130,12 +145,50 @@ impl WardenGate {
                 tokio::task::spawn_blocking(move || gate.enforce_revocations()).await.ok();
                 last_epoch = epoch;
             }
+            let gate = self.clone();
+            if let Ok(Ok(expired)) = tokio::task::spawn_blocking(move || gate.store.expire_approvals(now_unix())).await {
+                for rec in expired {
+                    self.approval_event(&rec, "approval_expired", "deny", None);
+                }
+            }
             let healthy = self.audit.healthy();
             if healthy != last_healthy {
                 // Cached verdicts were made under the other health state.
                 self.epoch.fetch_add(1, Ordering::AcqRel);
                 last_healthy = healthy;
             }
+        }
+    }
+
+    fn approval_event(&self, rec: &warden_store::ApprovalRecord, kind: &str, decision: &str, session: Option<&SessionGrant>) {
+        let r = &rec.request;
+        let mut ev = match session {
+            Some(s) => self.event(s, kind, decision),
+            None => AuditEvent::new(kind, decision),
+        };
+        ev.agent = Some(r.agent.clone());
+        ev.owner = Some(r.owner.clone());
+        ev.node = r.node.clone();
+        ev.run = r.run.clone();
+        ev.target = Some(r.target.clone());
+        ev.statement = r.statement.clone();
+        ev.params_digest = r.params_digest.clone();
+        ev.policy_ids = vec![r.rule.clone()];
+        ev.extra.insert("approval_id".into(), rec.id.clone().into());
+        if let Err(e) = self.audit.record_nowait(ev) {
+            tracing::error!(error = %e, "could not audit an approval step");
+        }
+    }
+
+    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&dyn Store) -> warden_store::Result<T> + Send + 'static) -> Option<T> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "store call failed");
+                None
+            }
+            Err(_) => None,
         }
     }
 
@@ -222,7 +275,7 @@ impl Gatekeeper for WardenGate {
             graph_version: claims.gv,
             target: request.database.clone(),
         };
-        let grant = SessionGrant { session_id: session_id.clone(), identity, upstream: upstream.clone(), expires_at_unix: claims.exp, revoked };
+        let grant = SessionGrant { session_id: session_id.clone(), identity, upstream: upstream.clone(), expires_at_unix: claims.exp, revoked, approval_mode: request.approval_mode.clone() };
         let mut ev = self.event(&grant, "session_start", "allow");
         ev.extra.insert("peer".into(), peer.to_string().into());
         ev.extra.insert("token_id".into(), claims.jti.into());
@@ -244,7 +297,22 @@ impl Gatekeeper for WardenGate {
         }
         let classified = self.classify(sql);
         let verdict = match classified.as_ref() {
-            Ok(c) => Verdict { decision: self.policy.decide(&session.identity, c, &RequestContext { now_unix: now_unix() }), classification: Some(c.clone()) },
+            Ok(c) => {
+                let id = &session.identity;
+                let now = now_unix();
+                let grants = match self.store.active_grants(&id.agent, &id.target, now) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read grants");
+                        return Arc::new(Verdict { classification: None, decision: Decision::deny_without_policy("warden: denied because grants cannot be read (store unavailable; fail closed)") });
+                    }
+                };
+                let grants = grants
+                    .into_iter()
+                    .map(|g| ActiveGrant { id: g.id, node: g.node, run: g.run, actions: g.actions, objects: g.objects, expires_at: g.expires_at })
+                    .collect();
+                Verdict { decision: self.policy.decide(id, c, &RequestContext { now_unix: now, grants }), classification: Some(c.clone()) }
+            }
             Err(e) => Verdict { classification: None, decision: Decision::deny_without_policy(format!("warden: denied because the statement could not be classified ({e}); nothing was sent to the database")) },
         };
         Arc::new(verdict)
@@ -285,6 +353,9 @@ impl Gatekeeper for WardenGate {
         ev.rows = record.rows;
         ev.duration_us = record.duration.map(|d| d.as_micros() as u64);
         ev.error = record.error_code.map(|c| format!("SQLSTATE {c}"));
+        if let Some(id) = record.approval_id {
+            ev.extra.insert("approval_id".into(), id.into());
+        }
         if durable {
             self.audit.record(ev).await.map(|_| ()).map_err(|e| {
                 tracing::error!(error = %e, "durable audit write failed; withholding the result");
@@ -295,6 +366,101 @@ impl Gatekeeper for WardenGate {
                 tracing::error!(error = %e, "audit enqueue failed");
                 ClientError::new("58030", "warden: the audit log is unavailable")
             })
+        }
+    }
+
+    async fn hold(&self, session: &SessionGrant, sql: &str, verdict: &Verdict, params_digest: Option<&str>) -> HoldOutcome {
+        let id = session.identity.clone();
+        let refuse = |message: String| HoldOutcome::Refuse { sqlstate: "42501", message, hint: None };
+        let (agent, node, target, statement, digest) = (id.agent.clone(), id.node.clone(), id.target.clone(), sql.to_string(), params_digest.map(str::to_string));
+        // Resume mode's second half: an approved request for exactly this command runs once.
+        let found = self.blocking(move |s| s.find_approved_command(&agent, node.as_deref(), &target, &statement, digest.as_deref(), now_unix())).await;
+        let Some(found) = found else { return refuse("warden: denied because approvals cannot be read (store unavailable; fail closed)".into()) };
+        if let Some(rec) = found {
+            let rid = rec.id.clone();
+            if self.blocking(move |s| s.consume_approval(&rid)).await == Some(true) {
+                self.approval_event(&rec, "approval_executed", "allow", Some(session));
+                return HoldOutcome::Run { approval_id: rec.id };
+            }
+        }
+        let rule = verdict.decision.approval.clone().unwrap_or(warden_core::ApprovalRule { policy_id: verdict.decision.policy_ids.join(","), mode: None, quorum: 1 });
+        let mode = rule.mode.clone().or(session.approval_mode.clone()).unwrap_or_else(|| "wait".into());
+        let lifetime = if mode == "resume" { self.resume_lifetime } else { self.approval_timeout };
+        let request = NewApproval {
+            kind: "command".into(),
+            agent: id.agent.clone(),
+            owner: id.owner.clone(),
+            node: id.node.clone(),
+            run: id.run.clone(),
+            graph_version: id.graph_version.clone(),
+            target: id.target.clone(),
+            statement: Some(sql.to_string()),
+            params_digest: params_digest.map(str::to_string),
+            rule: rule.policy_id.clone(),
+            reason: None,
+            requested_by: format!("agent:{}", id.agent),
+            quorum: rule.quorum,
+            mode: mode.clone(),
+            expires_at: now_unix() + lifetime.as_secs() as i64,
+            grant: None,
+        };
+        let Some(rec) = self.blocking(move |s| s.create_approval(&request)).await else {
+            return refuse("warden: denied because the approval request could not be recorded (fail closed)".into());
+        };
+        self.approval_event(&rec, "approval_requested", "hold", Some(session));
+        let audit = self.audit.clone();
+        let (notified_id, agent) = (rec.id.clone(), id.agent.clone());
+        self.notifier.notify(&rec, move |result| {
+            let mut ev = AuditEvent::new("approval_notified", "hold");
+            ev.agent = Some(agent);
+            ev.extra.insert("approval_id".into(), notified_id.into());
+            match result {
+                Ok(status) => ev.extra.insert("webhook_status".into(), status.into()),
+                Err(e) => ev.extra.insert("webhook_error".into(), e.into()),
+            };
+            let _ = audit.record_nowait(ev);
+        });
+        let approve_hint = format!("an approver runs: warden approvals approve {} --as EMAIL --reason \"...\"", rec.id);
+        if mode == "resume" {
+            return HoldOutcome::Refuse {
+                sqlstate: APPROVAL_PENDING_SQLSTATE,
+                message: format!("warden: approval pending: approval {} (policy \"{}\") must be granted by a human; once approved, send the same statement with the same parameters again and it runs once", rec.id, rule.policy_id),
+                hint: Some(approve_hint),
+            };
+        }
+        tracing::info!(approval = %rec.id, agent = %id.agent, "command held for approval");
+        let deadline = tokio::time::Instant::now() + lifetime;
+        let mut revoked = session.revoked.clone();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(APPROVAL_POLL) => {}
+                _ = revoked.changed() => return refuse(format!("warden: approval {} abandoned: the session was revoked", rec.id)),
+            }
+            let rid = rec.id.clone();
+            let Some(Some(now)) = self.blocking(move |s| s.approval(&rid)).await else { continue };
+            match now.status {
+                ApprovalStatus::Pending if tokio::time::Instant::now() < deadline => continue,
+                ApprovalStatus::Pending => {
+                    let rid = rec.id.clone();
+                    self.blocking(move |s| s.expire_approvals(now_unix() + 1)).await;
+                    let _ = rid;
+                    return refuse(format!("warden: approval {} timed out after {}; the statement did not run", rec.id, humantime::format_duration(lifetime)));
+                }
+                ApprovalStatus::Approved => {
+                    let rid = rec.id.clone();
+                    if self.blocking(move |s| s.consume_approval(&rid)).await == Some(true) {
+                        self.approval_event(&now, "approval_executed", "allow", Some(session));
+                        return HoldOutcome::Run { approval_id: rec.id };
+                    }
+                    return refuse(format!("warden: approval {} was already used", rec.id));
+                }
+                ApprovalStatus::Denied => {
+                    let by = now.votes.iter().rev().find(|v| !v.approve);
+                    let (who, why) = by.map(|v| (v.by.clone(), v.reason.clone())).unwrap_or_default();
+                    return refuse(format!("warden: approval {} denied by {who}: {why}", rec.id));
+                }
+                other => return refuse(format!("warden: approval {} is {}; the statement did not run", rec.id, other.as_str())),
+            }
         }
     }
 

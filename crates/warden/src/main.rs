@@ -1,9 +1,11 @@
 //! `warden`: the gateway (`serve`) and the admin commands that act on its store.
 
+mod approvals;
 mod cli;
 mod config;
 mod gate;
 mod keys;
+mod notify;
 mod serve;
 
 use clap::Parser;
