@@ -6,6 +6,8 @@
 #
 #   bench/pgbench.sh [SECONDS]          # default 20 s per run
 #   ROUNDS=3 CLIENTS=16 THREADS=2 bench/pgbench.sh 30
+#   PROFILE=1 bench/pgbench.sh          # + one extra, uncounted warden run under `perf record`;
+#                                       #   report in bench/results/perf-<date>.txt
 #
 # Needs: PostgreSQL on PGHOST_DIRECT:PGPORT_DIRECT (default 127.0.0.1:5432, trust for
 # `postgres`) with a database `test`; pgbench; pgbouncer (Debian's /usr/sbin/pgbouncer);
@@ -156,7 +158,7 @@ TOKEN="$("$WARDEN" --config "$WCONF" token issue --agent "$AGENT" --node reader 
 [ -n "$TOKEN" ] || die "no token"
 
 # --- runs -----------------------------------------------------------------------------
-run_pgbench() { # setup round -> prints tps
+run_pgbench() { # setup round -> sets TPS (and adds to CPU_US[setup])
     local setup=$1 round=$2 logf="$TMP/pgbench-$1-$2.log"
     local -a env_args
     case "$setup" in
@@ -165,15 +167,30 @@ run_pgbench() { # setup round -> prints tps
         warden)    env_args=(PGHOST=127.0.0.1 PGPORT="$WARDEN_PG_PORT" PGUSER="$AGENT"
                              PGPASSWORD="$TOKEN" "PGOPTIONS=-c warden.node=reader") ;;
     esac
+    local proxy_pid=""
+    case "$setup" in pgbouncer) proxy_pid=$BOUNCER_PID ;; warden) proxy_pid=$WARDEN_PID ;; esac
+    local t0=0; [ -z "$proxy_pid" ] || t0="$(cpu_ticks "$proxy_pid")"
     if ! env "${env_args[@]}" pgbench -n -S -M extended -c "$CLIENTS" -j "$THREADS" \
             -T "$SECS" "$DB" >"$logf" 2>&1; then
-        log "pgbench via $setup failed:"; tail -n 20 "$logf" >&2; return 1
+        log "pgbench via $setup failed:"; tail -n 20 "$logf" >&2; exit 1
     fi
     local failed
     failed="$(awk -F': ' '/number of failed transactions/ {print $2+0}' "$logf")"
     [ "${failed:-0}" = 0 ] || log "warning: $setup round $round: $failed failed transactions"
-    awk '/^tps = / {printf "%.1f\n", $3; exit}' "$logf"
+    if [ -n "$proxy_pid" ]; then
+        # CPU the proxy process spent per transaction (all its threads, user + system).
+        local t1 txs
+        t1="$(cpu_ticks "$proxy_pid")"
+        txs="$(awk '/number of transactions actually processed/ {print $NF; exit}' "$logf")"
+        txs="${txs#*/}"
+        CPU_US[$setup]="$(awk -v a="${CPU_US[$setup]:-0}" -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$txs" \
+            'BEGIN {print a + d * 1e6 / hz / n}')"
+    fi
+    TPS="$(awk '/^tps = / {printf "%.1f\n", $3; exit}' "$logf")"
 }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK="$(getconf CLK_TCK)"
+declare -A CPU_US
 
 SETUPS=(direct pgbouncer warden)
 declare -A SUM
@@ -185,12 +202,48 @@ for r in $(seq "$ROUNDS"); do
     order=()
     for i in 0 1 2; do order+=("${SETUPS[$(( (i + r - 1) % 3 ))]}"); done
     for s in "${order[@]}"; do
-        tps="$(run_pgbench "$s" "$r")"
+        run_pgbench "$s" "$r"
+        tps=$TPS
         log "round $r $s: $tps tps"
         RAW+="round $r  $(printf '%-9s' "$s") $tps tps"$'\n'
         SUM[$s]="$(awk -v a="${SUM[$s]}" -v b="$tps" 'BEGIN {print a + b}')"
     done
 done
+
+# Optional: one more warden run, not counted, sampled with perf (cpu-clock works in VMs
+# without hardware counters). Call graphs from DWARF would be large: frame pointers are
+# absent in release builds, so only flat self-time is reported plus a caller view.
+PERF_TXT=""
+if [ "${PROFILE:-0}" = 1 ]; then
+    command -v perf >/dev/null || die "PROFILE=1 needs perf (apt-get install linux-perf)"
+    log "profile run: perf record on warden pid $WARDEN_PID for ${SECS}s"
+    perf record -q -e cpu-clock -F 2999 -g -p "$WARDEN_PID" -o "$TMP/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    PERF_PID=$!
+    PIDS+=("$PERF_PID")
+    saved="${CPU_US[warden]}"
+    run_pgbench warden profile
+    tps=$TPS
+    CPU_US[warden]=$saved
+    wait "$PERF_PID" || true
+    PERF_TXT="$RESULTS_DIR/perf-$STAMP.txt"
+    mkdir -p "$RESULTS_DIR"
+    preport() { perf report -i "$TMP/perf.data" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' || true; }
+    {
+        echo "# perf record -e cpu-clock -F 2999 -g -p <warden> during pgbench -S -M extended -c $CLIENTS -T $SECS ($tps tps under perf)"
+        echo "# self time by symbol ([k] kernel, [.] user)"
+        preport --no-children --sort symbol -F overhead,sym --percent-limit 0.4 | sort -rn | cut -c1-160
+        echo
+        echo "# self time by shared object"
+        preport --no-children --sort dso | head -n 15
+        echo
+        echo "# self time by thread name"
+        preport --no-children --sort comm | head -n 15
+        echo
+        echo "# inclusive time (self + callees; frame-pointer call graphs, so partial) by symbol"
+        preport --children --sort symbol --percent-limit 2 | sort -rn | cut -c1-160
+    } >"$PERF_TXT"
+    log "profile written to ${PERF_TXT#"$ROOT"/}"
+fi
 
 mean() { awk -v s="${SUM[$1]}" -v n="$ROUNDS" 'BEGIN {printf "%.1f", s / n}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
@@ -218,6 +271,9 @@ mkdir -p "$RESULTS_DIR"
     echo "warden/pgbouncer  $(ratio "$W" "$B")   (goal >= 0.9)"
     echo "pgbouncer/direct  $(ratio "$B" "$D")"
     echo
+    cpu() { awk -v s="${CPU_US[$1]}" -v n="$ROUNDS" 'BEGIN {printf "%.1f", s / n}'; }
+    echo "proxy CPU per transaction (user+sys, all threads): pgbouncer $(cpu pgbouncer) us   warden $(cpu warden) us"
     echo "warden RSS after run: $RSS (peak $HWM); pgbouncer RSS: $BOUNCER_RSS; warden data dir: $STORE_SIZE"
+    [ -z "$PERF_TXT" ] || echo "profile: ${PERF_TXT#"$ROOT"/}"
 } | tee "$OUT"
 log "written to ${OUT#"$ROOT"/}"
