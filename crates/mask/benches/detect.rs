@@ -19,7 +19,10 @@ const MIB: usize = 1 << 20;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
@@ -28,9 +31,36 @@ impl Lcg {
 }
 
 const WORDS: &[&str] = &[
-    "request", "completed", "handler", "session", "upstream", "returned", "cache", "miss", "for", "the",
-    "user", "agent", "node", "policy", "allowed", "query", "against", "table", "customers", "orders",
-    "retrying", "connection", "pool", "healthy", "shard", "replica", "lag", "within", "budget", "graph",
+    "request",
+    "completed",
+    "handler",
+    "session",
+    "upstream",
+    "returned",
+    "cache",
+    "miss",
+    "for",
+    "the",
+    "user",
+    "agent",
+    "node",
+    "policy",
+    "allowed",
+    "query",
+    "against",
+    "table",
+    "customers",
+    "orders",
+    "retrying",
+    "connection",
+    "pool",
+    "healthy",
+    "shard",
+    "replica",
+    "lag",
+    "within",
+    "budget",
+    "graph",
 ];
 
 fn clean_logs() -> String {
@@ -64,7 +94,11 @@ fn clean_prose() -> String {
     let mut s = String::with_capacity(MIB + 64);
     while s.len() < MIB {
         s.push_str(r.pick(WORDS));
-        s.push_str(if r.next() % 12 == 0 { ".\n" } else { " " });
+        s.push_str(if r.next().is_multiple_of(12) {
+            ".\n"
+        } else {
+            " "
+        });
     }
     s
 }
@@ -98,7 +132,11 @@ fn dense() -> String {
 fn bench(c: &mut Criterion) {
     let m = Masker::new(&MaskConfig::default()).unwrap();
     let mut g = c.benchmark_group("mask_str");
-    for (name, text) in [("clean_logs", clean_logs()), ("clean_prose", clean_prose()), ("dense", dense())] {
+    for (name, text) in [
+        ("clean_logs", clean_logs()),
+        ("clean_prose", clean_prose()),
+        ("dense", dense()),
+    ] {
         let (_, counts) = m.mask_str(&text);
         if name.starts_with("clean") {
             assert!(counts.is_empty(), "{name} must have no matches: {counts:?}");
@@ -110,7 +148,9 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("pg");
     let plan = m.column_plan(Some("t"), "amount", oid::INT8, Format::Binary);
-    let values: Vec<[u8; 8]> = (0..4096i64).map(|i| (i * 7919 + 1_000_000).to_be_bytes()).collect();
+    let values: Vec<[u8; 8]> = (0..4096i64)
+        .map(|i| (i * 7919 + 1_000_000).to_be_bytes())
+        .collect();
     g.throughput(Throughput::Bytes(8 * values.len() as u64));
     g.bench_function("int8_binary", |b| {
         b.iter(|| {

@@ -21,7 +21,7 @@ pub(crate) fn luhn_ok(span: &[u8]) -> bool {
         double = !double;
         n += 1;
     }
-    n > 0 && sum % 10 == 0
+    n > 0 && sum.is_multiple_of(10)
 }
 
 /// Is this digit string (no separators) plausibly a payment card by issuer
@@ -36,9 +36,7 @@ pub(crate) fn issuer_ok(d: &[u8]) -> bool {
     if !(13..=19).contains(&n) {
         return false;
     }
-    let p = |k: usize| -> u32 {
-        d[..k].iter().fold(0u32, |a, &c| a * 10 + (c - b'0') as u32)
-    };
+    let p = |k: usize| -> u32 { d[..k].iter().fold(0u32, |a, &c| a * 10 + (c - b'0') as u32) };
     match d[0] {
         b'4' => n == 13 || n == 16 || n == 19, // Visa
         b'5' => {
@@ -79,6 +77,7 @@ pub(crate) fn ssn_ok(area: &[u8], group: &[u8], serial: &[u8]) -> bool {
 }
 
 /// IBAN length per country (SWIFT IBAN registry).
+#[rustfmt::skip]
 pub(crate) fn iban_len(cc: [u8; 2]) -> Option<usize> {
     let l = match &cc {
         b"AD" => 24, b"AE" => 23, b"AL" => 28, b"AT" => 20, b"AZ" => 28, b"BA" => 20, b"BE" => 16,

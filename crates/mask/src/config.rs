@@ -208,8 +208,18 @@ fn all_detectors() -> Vec<DetectorKind> {
 
 fn default_secret_column_names() -> Vec<String> {
     [
-        "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key",
-        "private_key", "credential", "session_key", "auth_key",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "access_key",
+        "private_key",
+        "credential",
+        "session_key",
+        "auth_key",
     ]
     .into_iter()
     .map(String::from)

@@ -48,15 +48,25 @@ impl MaskCounts {
 
     /// Non-zero counts as (label, count).
     pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
-        let builtin = self.slots.iter().enumerate().filter(|(_, c)| **c > 0).map(|(i, c)| {
-            let label = match i {
-                COLUMN_RULE => "column_rule",
-                UNCHECKED => "unchecked",
-                _ => DetectorKind::ALL[i].as_str(),
-            };
-            (label, *c)
-        });
-        builtin.chain(self.custom.iter().filter(|(_, c)| *c > 0).map(|(n, c)| (&**n, *c)))
+        let builtin = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| {
+                let label = match i {
+                    COLUMN_RULE => "column_rule",
+                    UNCHECKED => "unchecked",
+                    _ => DetectorKind::ALL[i].as_str(),
+                };
+                (label, *c)
+            });
+        builtin.chain(
+            self.custom
+                .iter()
+                .filter(|(_, c)| *c > 0)
+                .map(|(n, c)| (&**n, *c)),
+        )
     }
 
     pub fn merge(&mut self, other: &MaskCounts) {

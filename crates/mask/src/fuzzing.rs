@@ -23,17 +23,26 @@ const TYPES: [u32; 12] = [
 fn maskers() -> &'static [Masker] {
     static M: OnceLock<Vec<Masker>> = OnceLock::new();
     M.get_or_init(|| {
-        [MaskMethod::Redact, MaskMethod::KeepLast4, MaskMethod::FormatPreserving, MaskMethod::KeyedHash]
-            .into_iter()
-            .map(|m| {
-                let cfg = MaskConfig {
-                    default_method: m,
-                    columns: vec![ColumnRule { pattern: "*.rule_col".into(), method: m }],
-                    ..MaskConfig::default()
-                };
-                Masker::with_hmac_key(&cfg, Some(b"fuzzing-key-0123456789abcdef")).expect("static config")
-            })
-            .collect()
+        [
+            MaskMethod::Redact,
+            MaskMethod::KeepLast4,
+            MaskMethod::FormatPreserving,
+            MaskMethod::KeyedHash,
+        ]
+        .into_iter()
+        .map(|m| {
+            let cfg = MaskConfig {
+                default_method: m,
+                columns: vec![ColumnRule {
+                    pattern: "*.rule_col".into(),
+                    method: m,
+                }],
+                ..MaskConfig::default()
+            };
+            Masker::with_hmac_key(&cfg, Some(b"fuzzing-key-0123456789abcdef"))
+                .expect("static config")
+        })
+        .collect()
     })
 }
 
@@ -41,14 +50,22 @@ fn card_digits(m: &Masker, s: &str) -> Vec<String> {
     m.find(s)
         .into_iter()
         .filter(|f| f.source == Source::Detector(DetectorKind::Card))
-        .map(|f| s[f.range].bytes().filter(u8::is_ascii_digit).map(char::from).collect())
+        .map(|f| {
+            s[f.range]
+                .bytes()
+                .filter(u8::is_ascii_digit)
+                .map(char::from)
+                .collect()
+        })
         .collect()
 }
 
 /// Panics if masking `data` panics or lets a card the detector reported in
 /// the input be reported again in the output.
 pub fn check(data: &[u8]) {
-    let Some((&head, rest)) = data.split_first() else { return };
+    let Some((&head, rest)) = data.split_first() else {
+        return;
+    };
     let m = &maskers()[(head & 3) as usize];
     let text = String::from_utf8_lossy(rest);
     let before = card_digits(m, &text);
@@ -59,7 +76,11 @@ pub fn check(data: &[u8]) {
     }
 
     let ty = TYPES[((head >> 2) as usize) % TYPES.len()];
-    let format = if head & 0x40 != 0 { Format::Binary } else { Format::Text };
+    let format = if head & 0x40 != 0 {
+        Format::Binary
+    } else {
+        Format::Text
+    };
     let col = if head & 0x80 != 0 { "rule_col" } else { "c" };
     let plan = m.column_plan(Some("t"), col, ty, format);
     let v = m.mask_pg_value(&plan, rest);

@@ -32,7 +32,9 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub use config::{ColumnRule, CustomDetector, DetectorKind, KeyRef, MaskConfig, MaskMethod, Validator};
+pub use config::{
+    ColumnRule, CustomDetector, DetectorKind, KeyRef, MaskConfig, MaskMethod, Validator,
+};
 pub use counts::MaskCounts;
 pub use error::MaskError;
 pub use pg::{oid, ColumnPlan, Format, MaskedValue, RowError};
@@ -76,7 +78,8 @@ impl std::fmt::Debug for Masker {
 
 fn valid_custom_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
         && DetectorKind::from_name(s).is_none()
         && s != "column_rule"
         && s != "unchecked"
@@ -88,11 +91,18 @@ impl Masker {
     pub fn new(cfg: &MaskConfig) -> Result<Masker, MaskError> {
         let key = match &cfg.hmac_key {
             None => None,
-            Some(KeyRef { env: Some(var), file: None }) => {
-                let v = std::env::var(var).map_err(|_| MaskError::KeyEnvMissing { var: var.clone() })?;
+            Some(KeyRef {
+                env: Some(var),
+                file: None,
+            }) => {
+                let v = std::env::var(var)
+                    .map_err(|_| MaskError::KeyEnvMissing { var: var.clone() })?;
                 Some(v.trim().as_bytes().to_vec())
             }
-            Some(KeyRef { env: None, file: Some(path) }) => {
+            Some(KeyRef {
+                env: None,
+                file: Some(path),
+            }) => {
                 let v = std::fs::read(path).map_err(|e| MaskError::KeyFileUnreadable {
                     path: path.display().to_string(),
                     reason: e.kind().to_string(),
@@ -122,7 +132,10 @@ impl Masker {
                 .build()
                 .map_err(|_| MaskError::BadRegex { index })?;
             names.push(Arc::from(c.name.as_str()));
-            customs.push(CustomDet { re, validator: c.validator });
+            customs.push(CustomDet {
+                re,
+                validator: c.validator,
+            });
             custom_methods.push(c.method.unwrap_or(cfg.default_method));
         }
         let mut rules = Vec::new();
@@ -132,7 +145,11 @@ impl Masker {
                 Some((t, c)) => (t.to_string(), c.to_string()),
                 None => ("*".to_string(), p.clone()),
             };
-            if t.is_empty() || c.is_empty() || t.split('.').any(str::is_empty) || p.chars().any(char::is_whitespace) {
+            if t.is_empty()
+                || c.is_empty()
+                || t.split('.').any(str::is_empty)
+                || p.chars().any(char::is_whitespace)
+            {
                 return Err(MaskError::BadColumnPattern { index });
             }
             rules.push((t, c, r.method));
@@ -143,11 +160,18 @@ impl Masker {
         }
         let uses_hash = cfg.default_method == MaskMethod::KeyedHash
             || cfg.methods.values().any(|m| *m == MaskMethod::KeyedHash)
-            || cfg.columns.iter().any(|r| r.method == MaskMethod::KeyedHash)
+            || cfg
+                .columns
+                .iter()
+                .any(|r| r.method == MaskMethod::KeyedHash)
             || custom_methods.contains(&MaskMethod::KeyedHash);
         let hmac = match key {
-            Some(k) if k.len() < MIN_KEY_LEN => return Err(MaskError::KeyTooShort { min: MIN_KEY_LEN }),
-            Some(k) => Some(<Hmac<Sha256> as Mac>::new_from_slice(k).expect("HMAC takes any key length")),
+            Some(k) if k.len() < MIN_KEY_LEN => {
+                return Err(MaskError::KeyTooShort { min: MIN_KEY_LEN })
+            }
+            Some(k) => {
+                Some(<Hmac<Sha256> as Mac>::new_from_slice(k).expect("HMAC takes any key length"))
+            }
             None if uses_hash => return Err(MaskError::MissingKey),
             None => None,
         };
@@ -157,7 +181,11 @@ impl Masker {
             custom_names: names,
             custom_methods,
             rules,
-            secret_columns: cfg.secret_column_names.iter().map(|s| s.to_ascii_lowercase()).collect(),
+            secret_columns: cfg
+                .secret_column_names
+                .iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
             hmac,
         })
     }
@@ -186,7 +214,13 @@ impl Masker {
 
     /// Findings in `text`, sorted, overlaps merged.
     pub fn find(&self, text: &str) -> Vec<Finding> {
-        self.hits(text, false).into_iter().map(|h| Finding { source: h.src, range: h.start..h.end }).collect()
+        self.hits(text, false)
+            .into_iter()
+            .map(|h| Finding {
+                source: h.src,
+                range: h.start..h.end,
+            })
+            .collect()
     }
 
     pub(crate) fn hits(&self, text: &str, high_entropy: bool) -> Vec<Hit> {
@@ -260,7 +294,10 @@ impl Masker {
 
     fn mac(&self, data: &[u8]) -> [u8; 32] {
         // Masker::new refuses configs that use keyed_hash without a key.
-        let mut m = self.hmac.clone().expect("keyed_hash requires a key (checked in Masker::new)");
+        let mut m = self
+            .hmac
+            .clone()
+            .expect("keyed_hash requires a key (checked in Masker::new)");
         m.update(data);
         m.finalize().into_bytes().into()
     }
@@ -299,7 +336,9 @@ impl Masker {
             }
             let t_ok = match &table {
                 None => true,
-                Some(t) => glob(tp, t) || t.rsplit_once('.').is_some_and(|(_, last)| glob(tp, last)),
+                Some(t) => {
+                    glob(tp, t) || t.rsplit_once('.').is_some_and(|(_, last)| glob(tp, last))
+                }
             };
             t_ok.then_some(*m)
         })
@@ -319,9 +358,11 @@ fn normalize(src: Source, v: &str) -> Vec<u8> {
             v.bytes().filter(u8::is_ascii_digit).collect()
         }
         Source::Detector(DetectorKind::Email) => v.to_ascii_lowercase().into_bytes(),
-        Source::Detector(DetectorKind::Iban) => {
-            v.bytes().filter(|c| *c != b' ').map(|c| c.to_ascii_uppercase()).collect()
-        }
+        Source::Detector(DetectorKind::Iban) => v
+            .bytes()
+            .filter(|c| *c != b' ')
+            .map(|c| c.to_ascii_uppercase())
+            .collect(),
         _ => v.as_bytes().to_vec(),
     }
 }

@@ -93,9 +93,8 @@ fn class_of(type_oid: u32) -> Class {
         NUMERIC => Class::Numeric,
         FLOAT4 => Class::Float(4),
         FLOAT8 => Class::Float(8),
-        BOOL | DATE | TIME | TIMETZ | TIMESTAMP | TIMESTAMPTZ | INTERVAL | UUID | OID | MACADDR | MACADDR8 => {
-            Class::Inert
-        }
+        BOOL | DATE | TIME | TIMETZ | TIMESTAMP | TIMESTAMPTZ | INTERVAL | UUID | OID | MACADDR
+        | MACADDR8 => Class::Inert,
         INET | CIDR => Class::Inet,
         _ => Class::Other,
     }
@@ -104,7 +103,9 @@ fn class_of(type_oid: u32) -> Class {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Action {
     Pass,
-    Detect { high_entropy: bool },
+    Detect {
+        high_entropy: bool,
+    },
     Rule(MaskMethod),
     /// Mask every value whole: nothing in it can be checked.
     Unchecked,
@@ -161,25 +162,48 @@ impl Masker {
     /// Plan for one result column. `table` is the source table the
     /// classifier traced the column to (`None` when unknown: rules then
     /// match on the column part alone).
-    pub fn column_plan(&self, table: Option<&str>, column: &str, type_oid: u32, format: Format) -> ColumnPlan {
+    pub fn column_plan(
+        &self,
+        table: Option<&str>,
+        column: &str,
+        type_oid: u32,
+        format: Format,
+    ) -> ColumnPlan {
         let class = class_of(type_oid);
-        let text_out = |plan_action| ColumnPlan { action: plan_action, class, format, type_oid, out_oid: oid::TEXT };
-        let same = |plan_action| ColumnPlan { action: plan_action, class, format, type_oid, out_oid: type_oid };
+        let text_out = |plan_action| ColumnPlan {
+            action: plan_action,
+            class,
+            format,
+            type_oid,
+            out_oid: oid::TEXT,
+        };
+        let same = |plan_action| ColumnPlan {
+            action: plan_action,
+            class,
+            format,
+            type_oid,
+            out_oid: type_oid,
+        };
         if let Some(m) = self.rule_for(table, column) {
             return match class {
                 Class::Inert | Class::Inet | Class::Other => text_out(Action::Rule(m)),
                 _ => same(Action::Rule(m)),
             };
         }
-        let ip = self.scanner.enabled(DetectorKind::Ipv4) || self.scanner.enabled(DetectorKind::Ipv6);
+        let ip =
+            self.scanner.enabled(DetectorKind::Ipv4) || self.scanner.enabled(DetectorKind::Ipv6);
         match class {
             Class::Inert => same(Action::Pass),
             Class::Inet if !ip => same(Action::Pass),
             // A masked address is no longer a valid inet.
             Class::Inet if format == Format::Binary => text_out(Action::Unchecked),
-            Class::Inet => text_out(Action::Detect { high_entropy: false }),
+            Class::Inet => text_out(Action::Detect {
+                high_entropy: false,
+            }),
             Class::Other if format == Format::Binary => text_out(Action::Unchecked),
-            _ => same(Action::Detect { high_entropy: self.secret_named(column) }),
+            _ => same(Action::Detect {
+                high_entropy: self.secret_named(column),
+            }),
         }
     }
 
@@ -197,12 +221,20 @@ impl Masker {
                 counts.bump_slot(COLUMN_RULE);
                 Cow::Owned(self.rule_value(plan, m, value))
             }
-            Action::Detect { high_entropy } => self.detect_value(plan, value, high_entropy, &mut counts),
+            Action::Detect { high_entropy } => {
+                self.detect_value(plan, value, high_entropy, &mut counts)
+            }
         };
         MaskedValue { bytes, counts }
     }
 
-    fn detect_value<'a>(&self, plan: &ColumnPlan, value: &'a [u8], he: bool, counts: &mut MaskCounts) -> Cow<'a, [u8]> {
+    fn detect_value<'a>(
+        &self,
+        plan: &ColumnPlan,
+        value: &'a [u8],
+        he: bool,
+        counts: &mut MaskCounts,
+    ) -> Cow<'a, [u8]> {
         let unchecked = |counts: &mut MaskCounts, v: Vec<u8>| {
             counts.bump_slot(UNCHECKED);
             Cow::Owned(v)
@@ -228,7 +260,9 @@ impl Masker {
                     return unchecked(counts, json_value(plan, &format!("\"{UNCHECKED_MARK}\"")));
                 };
                 let (out, c) = self.mask_text(s, he, None);
-                let Cow::Owned(o) = out else { return Cow::Borrowed(value) };
+                let Cow::Owned(o) = out else {
+                    return Cow::Borrowed(value);
+                };
                 *counts = c;
                 let was_json = is_json(s);
                 let ok = |t: &str| !was_json || is_json(t);
@@ -259,7 +293,9 @@ impl Masker {
                 }
                 let s = n.to_string();
                 let hits = self.hits(&s, false);
-                let Some(first) = hits.first() else { return Cow::Borrowed(value) };
+                let Some(first) = hits.first() else {
+                    return Cow::Borrowed(value);
+                };
                 for h in &hits {
                     self.count(counts, h.src);
                 }
@@ -282,7 +318,9 @@ impl Masker {
                     _ => s.as_str(),
                 };
                 let hits = self.hits(probe, false);
-                let Some(first) = hits.first() else { return Cow::Borrowed(value) };
+                let Some(first) = hits.first() else {
+                    return Cow::Borrowed(value);
+                };
                 for h in &hits {
                     self.count(counts, h.src);
                 }
@@ -300,7 +338,9 @@ impl Masker {
                 }
                 let s = format!("{}", f as i128);
                 let hits = self.hits(&s, false);
-                let Some(first) = hits.first() else { return Cow::Borrowed(value) };
+                let Some(first) = hits.first() else {
+                    return Cow::Borrowed(value);
+                };
                 for h in &hits {
                     self.count(counts, h.src);
                 }
@@ -316,7 +356,9 @@ impl Masker {
     fn rule_value(&self, plan: &ColumnPlan, m: MaskMethod, value: &[u8]) -> Vec<u8> {
         match plan.class {
             Class::Int(w) => {
-                let Some(n) = decode_int(plan.format, w, value) else { return encode_int(plan.format, w, 0) };
+                let Some(n) = decode_int(plan.format, w, value) else {
+                    return encode_int(plan.format, w, 0);
+                };
                 let s = n.to_string();
                 let masked = self.mask_digits(m, s.trim_start_matches('-'), Some(w));
                 let v: i64 = masked.parse().unwrap_or(0);
@@ -333,7 +375,9 @@ impl Masker {
                 }
             }
             Class::Float(w) => {
-                let Some(f) = decode_float(plan.format, w, value) else { return encode_float(plan.format, w, 0.0) };
+                let Some(f) = decode_float(plan.format, w, value) else {
+                    return encode_float(plan.format, w, 0.0);
+                };
                 if !f.is_finite() {
                     return encode_float(plan.format, w, 0.0);
                 }
@@ -345,9 +389,7 @@ impl Masker {
                 let body = split_jsonb(plan, value);
                 let s = body.and_then(|b| std::str::from_utf8(b).ok());
                 let text = match (m, s) {
-                    (MaskMethod::FormatPreserving, Some(s))
-                        if is_json(s) =>
-                    {
+                    (MaskMethod::FormatPreserving, Some(s)) if is_json(s) => {
                         let mut o = String::new();
                         format_preserving(s, &mut o);
                         if is_json(&o) {
@@ -407,7 +449,8 @@ impl Masker {
             MaskMethod::KeyedHash => self.keyed_digits(d, n),
         };
         if out == d {
-            out.iter_mut().for_each(|c| *c = if *c == b'9' { b'8' } else { b'9' });
+            out.iter_mut()
+                .for_each(|c| *c = if *c == b'9' { b'8' } else { b'9' });
         }
         if let Some(w) = width {
             let max: u128 = match w {
@@ -415,7 +458,12 @@ impl Masker {
                 4 => i32::MAX as u128,
                 _ => i64::MAX as u128,
             };
-            let fits = |o: &[u8]| std::str::from_utf8(o).ok().and_then(|s| s.parse::<u128>().ok()).is_some_and(|v| v <= max);
+            let fits = |o: &[u8]| {
+                std::str::from_utf8(o)
+                    .ok()
+                    .and_then(|s| s.parse::<u128>().ok())
+                    .is_some_and(|v| v <= max)
+            };
             if !fits(&out) {
                 // Each max starts with a digit >= 2, so "1..." of the same
                 // length always fits.
@@ -533,7 +581,9 @@ fn numeric_syntax_ok(s: &str) -> bool {
 fn encode_numeric(f: Format, s: &str) -> Vec<u8> {
     match f {
         Format::Text => s.as_bytes().to_vec(),
-        Format::Binary => text_to_numeric(s).unwrap_or_else(|| text_to_numeric("0").expect("zero encodes")),
+        Format::Binary => {
+            text_to_numeric(s).unwrap_or_else(|| text_to_numeric("0").expect("zero encodes"))
+        }
     }
 }
 
@@ -562,11 +612,20 @@ pub(crate) fn numeric_to_text(b: &[u8]) -> Option<String> {
         0 | NUMERIC_NEG => {}
         _ => return None,
     }
-    let digits: Vec<u16> = b[8..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+    let digits: Vec<u16> = b[8..]
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
     if digits.iter().any(|&d| d >= 10000) || weight.abs() > 10000 {
         return None;
     }
-    let get = |i: i32| if i >= 0 && (i as usize) < digits.len() { digits[i as usize] } else { 0 };
+    let get = |i: i32| {
+        if i >= 0 && (i as usize) < digits.len() {
+            digits[i as usize]
+        } else {
+            0
+        }
+    };
     let mut s = String::new();
     if sign == NUMERIC_NEG {
         s.push('-');
@@ -672,20 +731,32 @@ impl Masker {
     /// length: `i16` column count, then per column an `i32` length, `-1` for
     /// NULL, and the bytes). The column count never changes; NULLs stay NULL.
     /// Returns the body borrowed when no value changed.
-    pub fn mask_data_row<'a>(&self, plans: &[ColumnPlan], body: &'a [u8]) -> Result<(Cow<'a, [u8]>, MaskCounts), RowError> {
+    pub fn mask_data_row<'a>(
+        &self,
+        plans: &[ColumnPlan],
+        body: &'a [u8],
+    ) -> Result<(Cow<'a, [u8]>, MaskCounts), RowError> {
         let mut counts = MaskCounts::default();
         if body.len() < 2 {
             return Err(RowError::Malformed);
         }
         let n = i16::from_be_bytes([body[0], body[1]]);
         if n < 0 || n as usize != plans.len() {
-            return Err(RowError::ColumnCount { got: n.max(0) as usize, want: plans.len() });
+            return Err(RowError::ColumnCount {
+                got: n.max(0) as usize,
+                want: plans.len(),
+            });
         }
         let mut out: Option<Vec<u8>> = None;
         let mut pos = 2;
         for plan in plans {
             let len_at = pos;
-            let len = i32::from_be_bytes(body.get(pos..pos + 4).ok_or(RowError::Malformed)?.try_into().expect("4 bytes"));
+            let len = i32::from_be_bytes(
+                body.get(pos..pos + 4)
+                    .ok_or(RowError::Malformed)?
+                    .try_into()
+                    .expect("4 bytes"),
+            );
             pos += 4;
             if len < -1 {
                 return Err(RowError::Malformed);
@@ -693,7 +764,9 @@ impl Masker {
             let value = if len == -1 {
                 None
             } else {
-                let v = body.get(pos..pos + len as usize).ok_or(RowError::Malformed)?;
+                let v = body
+                    .get(pos..pos + len as usize)
+                    .ok_or(RowError::Malformed)?;
                 pos += len as usize;
                 Some(v)
             };

@@ -116,7 +116,11 @@ struct Triggers<'a> {
 impl<'a> Triggers<'a> {
     fn new(b: &'a [u8]) -> Self {
         // No cached block yet: a base no index can fall into.
-        Triggers { b, base: usize::MAX / 2, mask: 0 }
+        Triggers {
+            b,
+            base: usize::MAX / 2,
+            mask: 0,
+        }
     }
 
     #[inline]
@@ -191,7 +195,9 @@ impl Scanner {
             on[k.index()] = true;
         }
         use DetectorKind::*;
-        let any_trigger = [Card, Ssn, Iban, Email, Phone, Ipv4, Ipv6].iter().any(|k| on[k.index()]);
+        let any_trigger = [Card, Ssn, Iban, Email, Phone, Ipv4, Ipv6]
+            .iter()
+            .any(|k| on[k.index()]);
         let want = |p: SecretPat| match p {
             SecretPat::Aws => on[AwsKey.index()],
             SecretPat::Github | SecretPat::GithubPat => on[GithubToken.index()],
@@ -210,7 +216,12 @@ impl Scanner {
                 .expect("static patterns compile");
             Some((ac, pats.iter().map(|(_, p)| *p).collect()))
         };
-        Scanner { on, any_trigger, secrets, customs }
+        Scanner {
+            on,
+            any_trigger,
+            secrets,
+            customs,
+        }
     }
 
     #[inline]
@@ -258,7 +269,11 @@ impl Scanner {
                     Some(Validator::Iban) => iban_ok(m.as_str().as_bytes()),
                 };
                 if ok {
-                    out.push(Hit { start: m.start(), end: m.end(), src: Source::Custom(idx) });
+                    out.push(Hit {
+                        start: m.start(),
+                        end: m.end(),
+                        src: Source::Custom(idx),
+                    });
                 }
             }
         }
@@ -268,7 +283,11 @@ impl Scanner {
     }
 
     fn push(out: &mut Vec<Hit>, start: usize, end: usize, k: DetectorKind) {
-        out.push(Hit { start, end, src: Source::Detector(k) });
+        out.push(Hit {
+            start,
+            end,
+            src: Source::Detector(k),
+        });
     }
 
     // ---- digits ----------------------------------------------------------
@@ -296,7 +315,11 @@ impl Scanner {
                     return e;
                 }
             }
-            if free && self.on(Ipv6) && b[lw..p].iter().all(u8::is_ascii_hexdigit) && before(b, lw) != b':' {
+            if free
+                && self.on(Ipv6)
+                && b[lw..p].iter().all(u8::is_ascii_hexdigit)
+                && before(b, lw) != b':'
+            {
                 if let Some(e) = ipv6_at(b, lw) {
                     Self::push(out, lw, e, Ipv6);
                     return e;
@@ -310,7 +333,11 @@ impl Scanner {
         }
         let nx = at(b, re);
         if nx == b':' || nx.is_ascii_hexdigit() && !is_digit(nx) {
-            if self.on(Ipv6) && !is_word(before(b, p)) && before(b, p) != b':' && before(b, p) != b'.' {
+            if self.on(Ipv6)
+                && !is_word(before(b, p))
+                && before(b, p) != b':'
+                && before(b, p) != b'.'
+            {
                 if let Some(e) = ipv6_at(b, p) {
                     Self::push(out, p, e, Ipv6);
                     return e;
@@ -417,7 +444,9 @@ impl Scanner {
         if dom.is_empty() || !is_alnum(dom[0]) || dom.windows(2).any(|w| w == b"..") {
             return p + 1;
         }
-        let Some(dot) = dom.iter().rposition(|&c| c == b'.') else { return p + 1 };
+        let Some(dot) = dom.iter().rposition(|&c| c == b'.') else {
+            return p + 1;
+        };
         let tld = &dom[dot + 1..];
         if tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) {
             return p + 1;
@@ -527,7 +556,9 @@ fn jwt_at(b: &[u8], s: usize) -> Option<usize> {
     if is_alnum(at(b, x)) {
         return None;
     }
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&b[s..dots[0]]).ok()?;
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&b[s..dots[0]])
+        .ok()?;
     let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header).ok()?;
     v.contains_key("alg").then_some(x)
 }
@@ -542,7 +573,9 @@ fn pem_at(b: &[u8], e: usize) -> Option<usize> {
     }
     let body = x + 5;
     // No END marker (truncated output): mask to the end rather than leak.
-    let Some(endpos) = memchr::memmem::find(&b[body..], b"-----END ") else { return Some(b.len()) };
+    let Some(endpos) = memchr::memmem::find(&b[body..], b"-----END ") else {
+        return Some(b.len());
+    };
     let tail = body + endpos + 9;
     match memchr::memmem::find(&b[tail..], b"-----") {
         Some(k) if k <= 40 => Some(tail + k + 5),
@@ -584,7 +617,9 @@ fn phone_plausible(b: &[u8], p: usize, re: usize) -> bool {
     let len = re - p;
     let shape = prev == b'(' || len == 3 || (len == 1 && b[p] == b'1') || b[p] == b'0';
     let sep = |c: u8| matches!(c, b' ' | b'-' | b'.' | b'(' | b')');
-    shape && sep(at(b, re)) && (is_digit(at(b, re + 1)) || (sep(at(b, re + 1)) && is_digit(at(b, re + 2))))
+    shape
+        && sep(at(b, re))
+        && (is_digit(at(b, re + 1)) || (sep(at(b, re + 1)) && is_digit(at(b, re + 2))))
 }
 
 /// Finds cards in the chain of digit groups starting at `p` (groups joined by
@@ -646,7 +681,11 @@ fn card_chain(b: &[u8], p: usize, out: &mut Vec<Hit>) -> (Option<usize>, usize) 
         }
         match best {
             Some(j) => {
-                out.push(Hit { start: g[i].0, end: g[j].1, src: Source::Detector(DetectorKind::Card) });
+                out.push(Hit {
+                    start: g[i].0,
+                    end: g[j].1,
+                    src: Source::Detector(DetectorKind::Card),
+                });
                 found = Some(g[j].1);
                 i = j + 1;
             }
@@ -687,18 +726,30 @@ fn ssn_at(b: &[u8], p: usize) -> Option<usize> {
     let d = |i: usize| is_digit(at(b, i));
     let left = before(b, p);
     let left2 = if p >= 2 { b[p - 2] } else { 0 };
-    if is_word(left) || matches!(left, b'-' | b'.' | b'+' | b'/' | b'#' | b'$' | b'(') || (left == b' ' && is_digit(left2)) {
+    if is_word(left)
+        || matches!(left, b'-' | b'.' | b'+' | b'/' | b'#' | b'$' | b'(')
+        || (left == b' ' && is_digit(left2))
+    {
         return None;
     }
     let right_ok = |e: usize| {
         let c = at(b, e);
-        !(is_word(c) || (matches!(c, b'-' | b'.' | b'/') && is_digit(at(b, e + 1))) || (c == b' ' && is_digit(at(b, e + 1))))
+        !(is_word(c)
+            || (matches!(c, b'-' | b'.' | b'/') && is_digit(at(b, e + 1)))
+            || (c == b' ' && is_digit(at(b, e + 1))))
     };
     let sep = at(b, p + 3);
     if (sep == b'-' || sep == b' ')
-        && d(p) && d(p + 1) && d(p + 2)
-        && d(p + 4) && d(p + 5) && at(b, p + 6) == sep
-        && d(p + 7) && d(p + 8) && d(p + 9) && d(p + 10)
+        && d(p)
+        && d(p + 1)
+        && d(p + 2)
+        && d(p + 4)
+        && d(p + 5)
+        && at(b, p + 6) == sep
+        && d(p + 7)
+        && d(p + 8)
+        && d(p + 9)
+        && d(p + 10)
         && right_ok(p + 11)
         && ssn_ok(&b[p..p + 3], &b[p + 4..p + 6], &b[p + 7..p + 11])
     {
@@ -706,7 +757,11 @@ fn ssn_at(b: &[u8], p: usize) -> Option<usize> {
     }
     // A bare nine-digit run is an SSN only when labelled as one nearby:
     // otherwise every 9-digit id would be masked.
-    if (0..9).all(|i| d(p + i)) && !d(p + 9) && right_ok(p + 9) && ssn_ok(&b[p..p + 3], &b[p + 3..p + 5], &b[p + 5..p + 9]) {
+    if (0..9).all(|i| d(p + i))
+        && !d(p + 9)
+        && right_ok(p + 9)
+        && ssn_ok(&b[p..p + 3], &b[p + 3..p + 5], &b[p + 5..p + 9])
+    {
         let from = p.saturating_sub(24);
         let ctx = &b[from..p];
         let labelled = ctx.windows(3).any(|w| w.eq_ignore_ascii_case(b"ssn"))
@@ -730,7 +785,9 @@ fn phone_at(b: &[u8], p: usize) -> Option<(usize, usize)> {
     let paren = prev == b'(' && !is_word(prev2);
     if !intl
         && !paren
-        && (is_word(prev) || matches!(prev, b'-' | b'.' | b'/' | b'#' | b'+' | b'$' | b'%') || (prev == b' ' && is_digit(prev2)))
+        && (is_word(prev)
+            || matches!(prev, b'-' | b'.' | b'/' | b'#' | b'+' | b'$' | b'%')
+            || (prev == b' ' && is_digit(prev2)))
     {
         // Glued to an identifier, or the tail of a longer run of digit groups.
         return None;
@@ -781,7 +838,11 @@ fn phone_at(b: &[u8], p: usize) -> Option<(usize, usize)> {
         return None;
     }
     // NANP: [1] NXX NXX XXXX
-    let off = if n == 4 && glen(0) == 1 && first == b'1' && !paren { 1 } else { 0 };
+    let off = if n == 4 && glen(0) == 1 && first == b'1' && !paren {
+        1
+    } else {
+        0
+    };
     if n - off == 3 && glen(off) == 3 && glen(off + 1) == 3 && glen(off + 2) == 4 {
         let area = b[g[off].0];
         let exch = b[g[off + 1].0];
@@ -862,7 +923,10 @@ fn ipv6_at(b: &[u8], s: usize) -> Option<usize> {
         let t = &b[s..e];
         t.iter().filter(|&&c| c == b':').count() >= 2
             && t.iter().any(u8::is_ascii_hexdigit)
-            && std::str::from_utf8(t).ok().and_then(|t| t.parse::<std::net::Ipv6Addr>().ok()).is_some()
+            && std::str::from_utf8(t)
+                .ok()
+                .and_then(|t| t.parse::<std::net::Ipv6Addr>().ok())
+                .is_some()
     };
     if try_parse(x) {
         return Some(x);
@@ -923,7 +987,11 @@ fn high_entropy_tokens(b: &[u8], out: &mut Vec<Hit>) {
             .filter(|&&x| x)
             .count();
             if classes >= 2 && entropy(t) >= 3.0 {
-                out.push(Hit { start: st, end: i, src: Source::Detector(DetectorKind::HighEntropy) });
+                out.push(Hit {
+                    start: st,
+                    end: i,
+                    src: Source::Detector(DetectorKind::HighEntropy),
+                });
             }
         }
     }

@@ -11,7 +11,10 @@ fn with(cfg: MaskConfig) -> Masker {
 }
 
 fn kinds(m: &Masker, text: &str) -> Vec<(String, String)> {
-    m.find(text).into_iter().map(|f| (m.label(f.source).to_string(), text[f.range].to_string())).collect()
+    m.find(text)
+        .into_iter()
+        .map(|f| (m.label(f.source).to_string(), text[f.range].to_string()))
+        .collect()
 }
 
 fn one(kind: &str, v: &str) -> Vec<(String, String)> {
@@ -32,8 +35,14 @@ fn cards() {
     ] {
         assert_eq!(kinds(&m, &format!("card: {c}.")), one("card", c), "{c}");
     }
-    assert_eq!(kinds(&m, r#"{"pan":"4111111111111111"}"#), one("card", "4111111111111111"));
-    assert_eq!(kinds(&m, r#"{"pan":4111111111111111}"#), one("card", "4111111111111111"));
+    assert_eq!(
+        kinds(&m, r#"{"pan":"4111111111111111"}"#),
+        one("card", "4111111111111111")
+    );
+    assert_eq!(
+        kinds(&m, r#"{"pan":4111111111111111}"#),
+        one("card", "4111111111111111")
+    );
     // Fails Luhn, unknown issuer, glued to identifiers, decimal fraction.
     for neg in [
         "4111111111111112",
@@ -53,7 +62,14 @@ fn ssn() {
     let m = masker();
     assert_eq!(kinds(&m, "ssn 123-45-6789"), one("ssn", "123-45-6789"));
     assert_eq!(kinds(&m, "SSN: 123456789"), one("ssn", "123456789"));
-    for neg in ["000-12-3456", "666-12-3456", "900-12-3456", "123-00-4567", "123-45-0000", "id 123456789"] {
+    for neg in [
+        "000-12-3456",
+        "666-12-3456",
+        "900-12-3456",
+        "123-00-4567",
+        "123-45-0000",
+        "id 123456789",
+    ] {
         assert!(m.find(neg).is_empty(), "{neg}");
     }
 }
@@ -61,16 +77,31 @@ fn ssn() {
 #[test]
 fn iban() {
     let m = masker();
-    assert_eq!(kinds(&m, "IBAN DE89 3704 0044 0532 0130 00 ok"), one("iban", "DE89 3704 0044 0532 0130 00"));
-    assert_eq!(kinds(&m, "to GB82WEST12345698765432."), one("iban", "GB82WEST12345698765432"));
+    assert_eq!(
+        kinds(&m, "IBAN DE89 3704 0044 0532 0130 00 ok"),
+        one("iban", "DE89 3704 0044 0532 0130 00")
+    );
+    assert_eq!(
+        kinds(&m, "to GB82WEST12345698765432."),
+        one("iban", "GB82WEST12345698765432")
+    );
     assert!(m.find("GB82WEST12345698765433").is_empty());
 }
 
 #[test]
 fn email() {
     let m = masker();
-    assert_eq!(kinds(&m, "mail <jane.doe+x@example.co.uk>"), one("email", "jane.doe+x@example.co.uk"));
-    for neg in ["@handle", "user@localhost", "icon@2x.png", "lodash@4.17.21", "a@b.c"] {
+    assert_eq!(
+        kinds(&m, "mail <jane.doe+x@example.co.uk>"),
+        one("email", "jane.doe+x@example.co.uk")
+    );
+    for neg in [
+        "@handle",
+        "user@localhost",
+        "icon@2x.png",
+        "lodash@4.17.21",
+        "a@b.c",
+    ] {
         assert!(m.find(neg).is_empty(), "{neg}");
     }
 }
@@ -78,10 +109,24 @@ fn email() {
 #[test]
 fn phone() {
     let m = masker();
-    for p in ["+1 415 555 2671", "+44 20 7946 0958", "(415) 555-2671", "415-555-2671", "415.555.2671", "020 7946 0958", "+14155552671"] {
+    for p in [
+        "+1 415 555 2671",
+        "+44 20 7946 0958",
+        "(415) 555-2671",
+        "415-555-2671",
+        "415.555.2671",
+        "020 7946 0958",
+        "+14155552671",
+    ] {
         assert_eq!(kinds(&m, &format!("call {p} now")), one("phone", p), "{p}");
     }
-    for neg in ["2024-01-15 10:23:45", "order 4155552671", "ORD-415-555-2671", "550e8400-e29b-41d4-a716-446655440000", "1700000000"] {
+    for neg in [
+        "2024-01-15 10:23:45",
+        "order 4155552671",
+        "ORD-415-555-2671",
+        "550e8400-e29b-41d4-a716-446655440000",
+        "1700000000",
+    ] {
         assert!(m.find(neg).is_empty(), "{neg}");
     }
 }
@@ -90,10 +135,23 @@ fn phone() {
 fn ips() {
     let m = masker();
     assert_eq!(kinds(&m, "from 10.0.0.1:5432"), one("ipv4", "10.0.0.1"));
-    assert_eq!(kinds(&m, "from 2001:db8::ff00:42:8329."), one("ipv6", "2001:db8::ff00:42:8329"));
+    assert_eq!(
+        kinds(&m, "from 2001:db8::ff00:42:8329."),
+        one("ipv6", "2001:db8::ff00:42:8329")
+    );
     assert_eq!(kinds(&m, "lo ::1 up"), one("ipv6", "::1"));
-    assert_eq!(kinds(&m, "link fe80::1ff:fe23:4567:890a%eth0"), one("ipv6", "fe80::1ff:fe23:4567:890a"));
-    for neg in ["256.1.1.1", "1.3.6.1.4.1.311", "v1.2.3.4", "10:23:45", "std::vec::Vec", "00:1a:2b:3c:4d:5e"] {
+    assert_eq!(
+        kinds(&m, "link fe80::1ff:fe23:4567:890a%eth0"),
+        one("ipv6", "fe80::1ff:fe23:4567:890a")
+    );
+    for neg in [
+        "256.1.1.1",
+        "1.3.6.1.4.1.311",
+        "v1.2.3.4",
+        "10:23:45",
+        "std::vec::Vec",
+        "00:1a:2b:3c:4d:5e",
+    ] {
         assert!(m.find(neg).is_empty(), "{neg}");
     }
 }
@@ -135,18 +193,36 @@ fn methods() {
     let card = "4111 1111 1111 1111";
     let text = format!("pay {card} now");
     let mk = |m: MaskMethod| {
-        let cfg = MaskConfig { default_method: m, ..MaskConfig::default() };
+        let cfg = MaskConfig {
+            default_method: m,
+            ..MaskConfig::default()
+        };
         with(cfg).mask_str(&text).0.into_owned()
     };
     assert_eq!(mk(MaskMethod::Redact), "pay [REDACTED:card] now");
     assert_eq!(mk(MaskMethod::KeepLast4), "pay **** **** **** 1111 now");
-    assert_eq!(mk(MaskMethod::FormatPreserving), "pay 9999 9999 9999 9999 now");
+    assert_eq!(
+        mk(MaskMethod::FormatPreserving),
+        "pay 9999 9999 9999 9999 now"
+    );
     let h = mk(MaskMethod::KeyedHash);
-    assert!(h.starts_with("pay hmac:") && h.len() == "pay hmac: now".len() + 16, "{h}");
+    assert!(
+        h.starts_with("pay hmac:") && h.len() == "pay hmac: now".len() + 16,
+        "{h}"
+    );
     // Equal card numbers join whatever their separators; different ones don't.
-    let m = with(MaskConfig { default_method: MaskMethod::KeyedHash, ..MaskConfig::default() });
-    assert_eq!(m.mask_str("4111-1111-1111-1111").0, m.mask_str("4111111111111111").0);
-    assert_ne!(m.mask_str("4111111111111111").0, m.mask_str("5555555555554444").0);
+    let m = with(MaskConfig {
+        default_method: MaskMethod::KeyedHash,
+        ..MaskConfig::default()
+    });
+    assert_eq!(
+        m.mask_str("4111-1111-1111-1111").0,
+        m.mask_str("4111111111111111").0
+    );
+    assert_ne!(
+        m.mask_str("4111111111111111").0,
+        m.mask_str("5555555555554444").0
+    );
     // FP never reproduces its input.
     let mut o = String::new();
     format_preserving("xx99", &mut o);
@@ -168,7 +244,10 @@ fn counts_per_kind() {
     assert_eq!(c.get("email"), 2);
     assert_eq!(c.detector(DetectorKind::Card), 1);
     assert_eq!(c.total(), 3);
-    assert_eq!(serde_json::to_string(&c).unwrap(), r#"{"card":1,"email":2}"#);
+    assert_eq!(
+        serde_json::to_string(&c).unwrap(),
+        r#"{"card":1,"email":2}"#
+    );
 }
 
 #[test]
@@ -188,7 +267,10 @@ fn custom_detectors() {
     .unwrap();
     let m = Masker::new(&cfg).unwrap();
     let (out, c) = m.mask_str("EMP-123456 REF00000018 REF00000019");
-    assert_eq!(out, "[REDACTED:employee_id] XXX99999999 REF00000019".replace("XXX", "xxx"));
+    assert_eq!(
+        out,
+        "[REDACTED:employee_id] XXX99999999 REF00000019".replace("XXX", "xxx")
+    );
     assert_eq!(c.get("employee_id"), 1);
     assert_eq!(c.get("luhn_ref"), 1);
 }
@@ -197,8 +279,14 @@ fn custom_detectors() {
 fn config_errors_name_the_key_and_leak_nothing() {
     let bad_toml = toml::from_str::<MaskConfig>("detector = [\"card\"]");
     assert!(bad_toml.is_err(), "deny_unknown_fields");
-    let cfg = MaskConfig { default_method: MaskMethod::KeyedHash, ..MaskConfig::default() };
-    assert_eq!(Masker::with_hmac_key(&cfg, None).unwrap_err(), MaskError::MissingKey);
+    let cfg = MaskConfig {
+        default_method: MaskMethod::KeyedHash,
+        ..MaskConfig::default()
+    };
+    assert_eq!(
+        Masker::with_hmac_key(&cfg, None).unwrap_err(),
+        MaskError::MissingKey
+    );
     let secret = b"short-secret";
     let e = Masker::with_hmac_key(&cfg, Some(secret)).unwrap_err();
     assert!(!e.to_string().contains("short-secret"));
@@ -213,17 +301,29 @@ fn config_errors_name_the_key_and_leak_nothing() {
         ..MaskConfig::default()
     };
     let e = Masker::new(&cfg).unwrap_err().to_string();
-    assert!(e.starts_with("mask.custom[0].regex") && !e.contains("4111"), "{e}");
+    assert!(
+        e.starts_with("mask.custom[0].regex") && !e.contains("4111"),
+        "{e}"
+    );
     let cfg = MaskConfig {
-        hmac_key: Some(KeyRef { env: Some("WARDEN_MASK_TEST_UNSET_VAR".into()), file: None }),
+        hmac_key: Some(KeyRef {
+            env: Some("WARDEN_MASK_TEST_UNSET_VAR".into()),
+            file: None,
+        }),
         ..MaskConfig::default()
     };
-    assert!(Masker::new(&cfg).unwrap_err().to_string().contains("WARDEN_MASK_TEST_UNSET_VAR"));
+    assert!(Masker::new(&cfg)
+        .unwrap_err()
+        .to_string()
+        .contains("WARDEN_MASK_TEST_UNSET_VAR"));
     let dir = std::env::temp_dir().join(format!("warden-mask-key-{}", std::process::id()));
     std::fs::write(&dir, "topsecretkeymaterial-0123456789\n").unwrap();
     let cfg = MaskConfig {
         default_method: MaskMethod::KeyedHash,
-        hmac_key: Some(KeyRef { env: None, file: Some(dir.clone()) }),
+        hmac_key: Some(KeyRef {
+            env: None,
+            file: Some(dir.clone()),
+        }),
         ..MaskConfig::default()
     };
     let m = Masker::new(&cfg).unwrap();
@@ -231,7 +331,10 @@ fn config_errors_name_the_key_and_leak_nothing() {
     std::fs::remove_file(&dir).ok();
     for e in [
         MaskError::BadColumnPattern { index: 0 },
-        MaskError::KeyFileUnreadable { path: "/k".into(), reason: "not found".into() },
+        MaskError::KeyFileUnreadable {
+            path: "/k".into(),
+            reason: "not found".into(),
+        },
         MaskError::DuplicateCustomName { index: 1 },
         MaskError::AmbiguousKeyRef,
     ] {
@@ -302,15 +405,31 @@ fn numeric_and_float_cards() {
     assert_eq!(pg::numeric_to_text(&enc).unwrap(), "4111111111111111");
     let out = m.mask_pg_value(&plan, &enc);
     assert_eq!(pg::numeric_to_text(&out.bytes).unwrap(), "9999999999999999");
-    for s in ["0", "-12.5000", "0.0001", "123456789.987654321", "10000", "NaN"] {
-        assert_eq!(pg::numeric_to_text(&pg::text_to_numeric(s).unwrap()).unwrap(), s);
+    for s in [
+        "0",
+        "-12.5000",
+        "0.0001",
+        "123456789.987654321",
+        "10000",
+        "NaN",
+    ] {
+        assert_eq!(
+            pg::numeric_to_text(&pg::text_to_numeric(s).unwrap()).unwrap(),
+            s
+        );
     }
     let plan = m.column_plan(None, "n", oid::NUMERIC, Format::Text);
-    assert_eq!(&m.mask_pg_value(&plan, b"4111111111111111.00").bytes[..], b"9999999999999999.99");
+    assert_eq!(
+        &m.mask_pg_value(&plan, b"4111111111111111.00").bytes[..],
+        b"9999999999999999.99"
+    );
     let plan = m.column_plan(None, "f", oid::FLOAT8, Format::Binary);
     let raw = 4111111111111111f64.to_be_bytes();
     let out = m.mask_pg_value(&plan, &raw);
-    assert_eq!(f64::from_be_bytes(out.bytes[..].try_into().unwrap()), 9999999999999999f64);
+    assert_eq!(
+        f64::from_be_bytes(out.bytes[..].try_into().unwrap()),
+        9999999999999999f64
+    );
 }
 
 #[test]
@@ -320,8 +439,14 @@ fn text_columns_and_json() {
     let out = m.mask_pg_value(&plan, b"card 4111-1111-1111-1111 ok");
     assert_eq!(&out.bytes[..], b"card [REDACTED:card] ok");
     let plan = m.column_plan(Some("t"), "doc", oid::JSONB, Format::Binary);
-    let out = m.mask_pg_value(&plan, b"\x01{\"pan\": 4111111111111111, \"e\": \"a@example.com\"}");
-    assert_eq!(&out.bytes[..], b"\x01{\"pan\": 9999999999999999, \"e\": \"x@xxxxxxx.xxx\"}".as_slice());
+    let out = m.mask_pg_value(
+        &plan,
+        b"\x01{\"pan\": 4111111111111111, \"e\": \"a@example.com\"}",
+    );
+    assert_eq!(
+        &out.bytes[..],
+        b"\x01{\"pan\": 9999999999999999, \"e\": \"x@xxxxxxx.xxx\"}".as_slice()
+    );
     let plan = m.column_plan(Some("t"), "doc", oid::JSON, Format::Text);
     let out = m.mask_pg_value(&plan, br#"{"e": "a@example.com"}"#);
     assert_eq!(&out.bytes[..], br#"{"e": "[REDACTED:email]"}"#);
@@ -351,7 +476,12 @@ fn invalid_utf8_and_unknown_binary_fail_closed() {
 #[test]
 fn column_rules() {
     let m = rules_masker();
-    let plan = m.column_plan(Some("public.customers"), "card_number", oid::TEXT, Format::Text);
+    let plan = m.column_plan(
+        Some("public.customers"),
+        "card_number",
+        oid::TEXT,
+        Format::Text,
+    );
     assert!(plan.is_rule());
     let out = m.mask_pg_value(&plan, b"4111 1111 1111 1234");
     assert_eq!(&out.bytes[..], b"**** **** **** 1234");
@@ -360,12 +490,22 @@ fn column_rules() {
     let plan = m.column_plan(Some("customers"), "card_number", oid::INT8, Format::Binary);
     let raw = 4111111111111234i64.to_be_bytes();
     let out = m.mask_pg_value(&plan, &raw);
-    assert_eq!(i64::from_be_bytes(out.bytes[..].try_into().unwrap()), 9999999999991234);
+    assert_eq!(
+        i64::from_be_bytes(out.bytes[..].try_into().unwrap()),
+        9999999999991234
+    );
     // Unknown table: the column part still applies.
-    assert!(m.column_plan(None, "card_number", oid::TEXT, Format::Text).is_rule());
-    assert!(!m.column_plan(Some("orders"), "card_number", oid::TEXT, Format::Text).is_rule());
+    assert!(m
+        .column_plan(None, "card_number", oid::TEXT, Format::Text)
+        .is_rule());
+    assert!(!m
+        .column_plan(Some("orders"), "card_number", oid::TEXT, Format::Text)
+        .is_rule());
     let plan = m.column_plan(Some("people"), "SSN", oid::TEXT, Format::Text);
-    assert_eq!(&m.mask_pg_value(&plan, b"anything at all").bytes[..], b"[REDACTED]");
+    assert_eq!(
+        &m.mask_pg_value(&plan, b"anything at all").bytes[..],
+        b"[REDACTED]"
+    );
     // A rule on a uuid column: the masked value is text.
     let plan = m.column_plan(Some("people"), "ssn", oid::UUID, Format::Binary);
     assert_eq!(plan.output_type_oid(), oid::TEXT);

@@ -39,7 +39,8 @@ fn corpus_precision_recall() {
             if line.trim().is_empty() {
                 continue;
             }
-            let s: Sample = serde_json::from_str(line).unwrap_or_else(|e| panic!("{}:{}: {e}", f.display(), ln + 1));
+            let s: Sample = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{}:{}: {e}", f.display(), ln + 1));
             samples += 1;
             let mut expected = s.expect.clone();
             for (kind, _) in &expected {
@@ -68,12 +69,26 @@ fn corpus_precision_recall() {
         }
     }
     println!("\n{samples} samples from {} files", files.len());
-    println!("{:<14} {:>6} {:>4} {:>4} {:>9} {:>7}", "detector", "TP", "FP", "FN", "precision", "recall");
+    println!(
+        "{:<14} {:>6} {:>4} {:>4} {:>9} {:>7}",
+        "detector", "TP", "FP", "FN", "precision", "recall"
+    );
     let mut failed = Vec::new();
     for (k, v) in &t {
-        let p = if v.tp + v.fp == 0 { 1.0 } else { v.tp as f64 / (v.tp + v.fp) as f64 };
-        let r = if v.tp + v.fn_ == 0 { 1.0 } else { v.tp as f64 / (v.tp + v.fn_) as f64 };
-        println!("{k:<14} {:>6} {:>4} {:>4} {:>9.4} {:>7.4}", v.tp, v.fp, v.fn_, p, r);
+        let p = if v.tp + v.fp == 0 {
+            1.0
+        } else {
+            v.tp as f64 / (v.tp + v.fp) as f64
+        };
+        let r = if v.tp + v.fn_ == 0 {
+            1.0
+        } else {
+            v.tp as f64 / (v.tp + v.fn_) as f64
+        };
+        println!(
+            "{k:<14} {:>6} {:>4} {:>4} {:>9.4} {:>7.4}",
+            v.tp, v.fp, v.fn_, p, r
+        );
         for ex in v.fp_examples.iter().take(5) {
             println!("    FP {ex}");
         }
@@ -84,5 +99,8 @@ fn corpus_precision_recall() {
             failed.push(k.clone());
         }
     }
-    assert!(failed.is_empty(), "precision or recall below 0.99 for {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "precision or recall below 0.99 for {failed:?}"
+    );
 }
