@@ -8,11 +8,13 @@
 //! secrets are stored only as SHA-256 digests.
 
 pub mod approvals;
+pub mod identity;
 mod sqlite;
 mod validate;
 
 pub use approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore, GrantRecord, GrantSpec, NewApproval, Vote, VoteOutcome};
 
+pub use identity::{GraphStatus, GraphVersion, IdentityStore, ScimGroup, ScimUser, Withdrawn};
 pub use sqlite::SqliteStore;
 pub use validate::{normalize_email, validate_agent_name};
 
@@ -57,6 +59,10 @@ pub enum StoreError {
     AlreadyVoted { id: String, by: String },
     #[error("no grant {0:?}")]
     GrantNotFound(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }
@@ -186,7 +192,7 @@ pub struct Checkpoint {
 
 /// Control-plane state. Implementations must be safe to share between threads and
 /// between processes using the same database.
-pub trait Store: ApprovalStore + Send + Sync {
+pub trait Store: ApprovalStore + IdentityStore + Send + Sync {
     /// Creates the agent (and its owner, active, if unknown). Refused if the owner is
     /// deactivated or the name is taken.
     fn create_agent(&self, name: &str, owner_email: &str) -> Result<NewAgent>;

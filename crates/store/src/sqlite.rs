@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 mod approvals;
+mod identity;
 
 use crate::validate::{normalize_email, validate_agent_name};
 use crate::*;
@@ -121,6 +122,40 @@ const MIGRATIONS: &[&str] = &[
         revoked      INTEGER NOT NULL DEFAULT 0
     );
     CREATE INDEX grants_by_agent ON grants(agent, target, expires_at);
+    "#,
+    // 3: identity lifecycle: SCIM users and groups, reviewed graph versions (issue 11).
+    r#"
+    CREATE TABLE scim_users (
+        id           TEXT PRIMARY KEY,
+        email        TEXT NOT NULL UNIQUE REFERENCES humans(email),
+        external_id  TEXT,
+        attributes   TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        updated_at   INTEGER NOT NULL
+    );
+    CREATE INDEX scim_users_by_external_id ON scim_users(external_id);
+    CREATE TABLE scim_groups (
+        id            TEXT PRIMARY KEY,
+        display_name  TEXT NOT NULL UNIQUE,
+        external_id   TEXT,
+        members       TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL
+    );
+    CREATE TABLE graph_versions (
+        id            TEXT PRIMARY KEY,
+        agent         TEXT NOT NULL REFERENCES agents(name),
+        graph_id      TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        manifest      TEXT NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'denied')),
+        submitted_by  TEXT NOT NULL,
+        decided_by    TEXT,
+        reason        TEXT,
+        created_at    INTEGER NOT NULL,
+        decided_at    INTEGER,
+        UNIQUE (agent, digest)
+    );
     "#,
 ];
 
