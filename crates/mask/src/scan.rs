@@ -332,6 +332,11 @@ impl Scanner {
             re += 1;
         }
         let nx = at(b, re);
+        if re - p == 4 && nx == b'-' {
+            if let Some(e) = iso_datetime_end(b, p) {
+                return e;
+            }
+        }
         if nx == b':' || nx.is_ascii_hexdigit() && !is_digit(nx) {
             if self.on(Ipv6)
                 && !is_word(before(b, p))
@@ -581,6 +586,39 @@ fn pem_at(b: &[u8], e: usize) -> Option<usize> {
         Some(k) if k <= 40 => Some(tail + k + 5),
         _ => Some(b.len()),
     }
+}
+
+/// End of an ISO-8601 date or date-time starting at `p` (`2024-03-01`,
+/// `2024-03-01T12:00:00.123Z`, `2024-03-01 12:00:00+02:00`). No detector
+/// matches inside one, and log lines start with one, so it is skipped whole.
+fn iso_datetime_end(b: &[u8], p: usize) -> Option<usize> {
+    let dd = |i: usize| is_digit(at(b, i)) && is_digit(at(b, i + 1));
+    if !(dd(p + 5) && at(b, p + 7) == b'-' && dd(p + 8) && !is_digit(at(b, p + 10))) {
+        return None;
+    }
+    let mut x = p + 10;
+    if matches!(at(b, x), b'T' | b' ') && dd(x + 1) && at(b, x + 3) == b':' && dd(x + 4) {
+        x += 6;
+        if at(b, x) == b':' && dd(x + 1) {
+            x += 3;
+            if at(b, x) == b'.' && is_digit(at(b, x + 1)) {
+                x += 1;
+                while is_digit(at(b, x)) {
+                    x += 1;
+                }
+            }
+        }
+        if at(b, x) == b'Z' {
+            x += 1;
+        } else if matches!(at(b, x), b'+' | b'-') && dd(x + 1) && !is_digit(at(b, x + 3)) {
+            x += 3;
+            if at(b, x) == b':' && dd(x + 1) {
+                x += 3;
+            }
+        }
+    }
+    // A digit right after means this was not a timestamp after all.
+    (!is_digit(at(b, x))).then_some(x)
 }
 
 /// Digits in the chain of groups joined by single spaces or dashes that

@@ -230,6 +230,20 @@ fn methods() {
 }
 
 #[test]
+fn timestamps_are_skipped_but_what_follows_is_not() {
+    let m = masker();
+    for t in ["2024-03-01", "2024-03-01T12:00:00.123Z", "2024-03-01 12:00:00+02:00", "2024-03-01T12:00Z"] {
+        assert!(m.find(t).is_empty(), "{t}");
+        let s = format!("{t} 4111 1111 1111 1111");
+        assert_eq!(kinds(&m, &s), one("card", "4111 1111 1111 1111"), "{s}");
+        let s = format!("{t} from 10.0.0.1");
+        assert_eq!(kinds(&m, &s), one("ipv4", "10.0.0.1"), "{s}");
+    }
+    // Not a date: the card chain still sees it.
+    assert_eq!(kinds(&m, "4111-1111-1111-1111"), one("card", "4111-1111-1111-1111"));
+}
+
+#[test]
 fn clean_text_is_borrowed() {
     let m = masker();
     let (out, counts) = m.mask_str("2024-01-15T10:23:45Z INFO GET /api/v1/orders/12345 200 12ms");
