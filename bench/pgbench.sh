@@ -11,7 +11,9 @@
 #
 # Needs: PostgreSQL on PGHOST_DIRECT:PGPORT_DIRECT (default 127.0.0.1:5432, trust for
 # `postgres`) with a database `test`; pgbench; pgbouncer (Debian's /usr/sbin/pgbouncer);
-# target/release/warden (built if missing). Every process it starts is stopped on exit.
+# target/release/warden (built if missing; WARDEN_BIN=path [WARDEN_REV=commit] to use another
+# build). Every process it starts is stopped on exit. Env: SECS ROUNDS CLIENTS THREADS
+# PGHOST_DIRECT PGPORT_DIRECT PG_SUPERUSER PGBOUNCER PROFILE PERF_FREQ PERF_GRAPH PERF_DATA.
 set -euo pipefail
 
 SECS="${1:-${SECS:-20}}"
@@ -169,7 +171,8 @@ run_pgbench() { # setup round -> sets TPS (and adds to CPU_US[setup])
     esac
     local proxy_pid=""
     case "$setup" in pgbouncer) proxy_pid=$BOUNCER_PID ;; warden) proxy_pid=$WARDEN_PID ;; esac
-    local t0=0; [ -z "$proxy_pid" ] || t0="$(cpu_ticks "$proxy_pid")"
+    local t0=0 c0=0
+    [ -z "$proxy_pid" ] || { t0="$(cpu_ticks "$proxy_pid")"; c0="$(ctx_switches "$proxy_pid")"; }
     if ! env "${env_args[@]}" pgbench -n -S -M extended -c "$CLIENTS" -j "$THREADS" \
             -T "$SECS" "$DB" >"$logf" 2>&1; then
         log "pgbench via $setup failed:"; tail -n 20 "$logf" >&2; exit 1
@@ -185,12 +188,16 @@ run_pgbench() { # setup round -> sets TPS (and adds to CPU_US[setup])
         txs="${txs#*/}"
         CPU_US[$setup]="$(awk -v a="${CPU_US[$setup]:-0}" -v d="$((t1 - t0))" -v hz="$CLK_TCK" -v n="$txs" \
             'BEGIN {print a + d * 1e6 / hz / n}')"
+        CTX[$setup]="$(awk -v a="${CTX[$setup]:-0}" -v d="$(( $(ctx_switches "$proxy_pid") - c0 ))" -v n="$txs" \
+            'BEGIN {print a + d / n}')"
     fi
     TPS="$(awk '/^tps = / {printf "%.1f\n", $3; exit}' "$logf")"
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Context switches of all the process's threads (voluntary + involuntary).
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ {n += $2} END {print n + 0}'; }
 CLK_TCK="$(getconf CLK_TCK)"
-declare -A CPU_US
+declare -A CPU_US CTX
 
 SETUPS=(direct pgbouncer warden)
 declare -A SUM
@@ -217,19 +224,21 @@ PERF_TXT=""
 if [ "${PROFILE:-0}" = 1 ]; then
     command -v perf >/dev/null || die "PROFILE=1 needs perf (apt-get install linux-perf)"
     log "profile run: perf record on warden pid $WARDEN_PID for ${SECS}s"
-    perf record -q -e cpu-clock -F 2999 -g -p "$WARDEN_PID" -o "$TMP/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+    # PERF_GRAPH="--call-graph dwarf,16384" PERF_FREQ=499 gives full user-space call chains.
+    read -r -a perf_graph <<<"${PERF_GRAPH:--g}"
+    perf record -q -e cpu-clock -F "${PERF_FREQ:-2999}" "${perf_graph[@]}" -p "$WARDEN_PID" -o "$TMP/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
     PERF_PID=$!
     PIDS+=("$PERF_PID")
-    saved="${CPU_US[warden]}"
+    saved="${CPU_US[warden]}" saved_ctx="${CTX[warden]}"
     run_pgbench warden profile
     tps=$TPS
-    CPU_US[warden]=$saved
+    CPU_US[warden]=$saved CTX[warden]=$saved_ctx
     wait "$PERF_PID" || true
     PERF_TXT="$RESULTS_DIR/perf-$STAMP.txt"
     mkdir -p "$RESULTS_DIR"
     preport() { perf report -i "$TMP/perf.data" --stdio -g none "$@" 2>/dev/null | grep -v '^#' | grep -v '^$' || true; }
     {
-        echo "# perf record -e cpu-clock -F 2999 -g -p <warden> during pgbench -S -M extended -c $CLIENTS -T $SECS ($tps tps under perf)"
+        echo "# perf record -e cpu-clock -F ${PERF_FREQ:-2999} ${PERF_GRAPH:--g} -p <warden> during pgbench -S -M extended -c $CLIENTS -T $SECS ($tps tps under perf)"
         echo "# self time by symbol ([k] kernel, [.] user)"
         preport --no-children --sort symbol -F overhead,sym --percent-limit 0.4 | sort -rn | cut -c1-160
         echo
@@ -242,6 +251,7 @@ if [ "${PROFILE:-0}" = 1 ]; then
         echo "# inclusive time (self + callees; frame-pointer call graphs, so partial) by symbol"
         preport --children --sort symbol --percent-limit 2 | sort -rn | cut -c1-160
     } >"$PERF_TXT"
+    [ -z "${PERF_DATA:-}" ] || cp "$TMP/perf.data" "$PERF_DATA"   # keep it for perf report
     log "profile written to ${PERF_TXT#"$ROOT"/}"
 fi
 
@@ -262,7 +272,11 @@ mkdir -p "$RESULTS_DIR"
     echo "host:      $(nproc) cpu(s), $(uname -r)"
     echo "postgres:  $(psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d "$DB" -Atc 'show server_version')"
     echo "pgbouncer: $("$PGBOUNCER" --version 2>&1 | head -n 1)"
-    echo "warden:    $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)'), binary built $(date -u -r "$WARDEN" +%Y-%m-%dT%H:%M:%SZ)"
+    if [ -n "${WARDEN_BIN:-}" ]; then
+        echo "warden:    $WARDEN_BIN${WARDEN_REV:+ (built from $WARDEN_REV)}, binary built $(date -u -r "$WARDEN" +%Y-%m-%dT%H:%M:%SZ)"
+    else
+        echo "warden:    $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet -- crates 2>/dev/null || echo ' (+ uncommitted changes in crates/)'), binary built $(date -u -r "$WARDEN" +%Y-%m-%dT%H:%M:%SZ)"
+    fi
     echo
     printf '%s' "$RAW"
     echo
@@ -272,7 +286,9 @@ mkdir -p "$RESULTS_DIR"
     echo "pgbouncer/direct  $(ratio "$B" "$D")"
     echo
     cpu() { awk -v s="${CPU_US[$1]}" -v n="$ROUNDS" 'BEGIN {printf "%.1f", s / n}'; }
+    ctx() { awk -v s="${CTX[$1]}" -v n="$ROUNDS" 'BEGIN {printf "%.2f", s / n}'; }
     echo "proxy CPU per transaction (user+sys, all threads): pgbouncer $(cpu pgbouncer) us   warden $(cpu warden) us"
+    echo "proxy context switches per transaction:           pgbouncer $(ctx pgbouncer)      warden $(ctx warden)"
     echo "warden RSS after run: $RSS (peak $HWM); pgbouncer RSS: $BOUNCER_RSS; warden data dir: $STORE_SIZE"
     [ -z "$PERF_TXT" ] || echo "profile: ${PERF_TXT#"$ROOT"/}"
 } | tee "$OUT"
