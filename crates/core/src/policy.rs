@@ -20,6 +20,7 @@
 //! [`RequestContext`] is deliberately not passed to Cedar yet for the same reason.
 
 mod error;
+pub mod http;
 mod reason;
 mod slice;
 
