@@ -147,6 +147,14 @@ impl Gateway {
         }
     }
 
+    /// SIGKILL and wait: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
     /// Runs `warden --config <cfg> ARGS`.
     pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(WARDEN).arg("--config").arg(&self.config).args(args).envs(self.env.iter().cloned()).env_remove("WARDEN_DATA_DIR").output().unwrap()
