@@ -162,6 +162,13 @@ impl Masker {
     /// Plan for one result column. `table` is the source table the
     /// classifier traced the column to (`None` when unknown: rules then
     /// match on the column part alone).
+    ///
+    /// Columns of types that cannot hold a built-in detector's match (bool,
+    /// date/time types, interval, uuid, oid, macaddr) pass through without a
+    /// rule; custom detectors are not run on them either, so protect such
+    /// columns with a column rule. Binary values of types this crate cannot
+    /// decode (arrays, records, bytea, extension types) are masked whole and
+    /// announced as `text`: ask upstream for text format to keep them.
     pub fn column_plan(
         &self,
         table: Option<&str>,
