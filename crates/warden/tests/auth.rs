@@ -203,3 +203,24 @@ async fn with_tls_required_plaintext_is_refused_and_tls_clients_work() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("TLS"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(t.rows().await, original_rows());
 }
+
+#[tokio::test]
+async fn startup_settings_that_change_privileges_are_refused() {
+    let gw = Gateway::start();
+    let token = gw.agent_with_token("bot");
+    for opts in ["-c warden.node=reader -c role=postgres", "-c warden.node=reader -c search_path=evil", "-c session_authorization=postgres", "-c warden.nodes=reader"] {
+        let conn = format!("host=127.0.0.1 port={} user=bot password='{token}' dbname=test options='{opts}'", gw.pg_port);
+        match connect_str(&conn).await {
+            Ok(_) => panic!("options {opts:?} must be refused"),
+            Err(e) => assert_eq!(sqlstate(&e).as_deref(), Some("08P01"), "{opts}: {}", error_text(&e)),
+        }
+    }
+    // Formatting parameters pass through to the upstream.
+    let conn = format!("{} application_name=warden-e2e", gw.conn_string("bot", &token, "test", Some("reader")));
+    let c = connect_str(&conn).await.unwrap();
+    let name = c.simple_query("SHOW application_name").await;
+    if let Ok(msgs) = name {
+        let v: Vec<_> = msgs.iter().filter_map(|m| if let tokio_postgres::SimpleQueryMessage::Row(r) = m { r.get(0).map(str::to_string) } else { None }).collect();
+        assert_eq!(v, ["warden-e2e"]);
+    }
+}

@@ -198,3 +198,81 @@ async fn psql_works_end_to_end_and_shows_the_denial() {
     assert!(stderr.contains("42501") && stderr.contains("denied"), "psql should show the 42501 denial: {stderr}");
     assert_eq!(t.rows().await, original_rows());
 }
+
+/// Beyond issue 2's list: other ways a read-only node could change state or escape.
+#[tokio::test]
+async fn other_writes_and_escapes_hidden_in_reads_are_denied_for_a_reader() {
+    let t = Table::new("bypass2").await;
+    let gw = Gateway::start();
+    let token = gw.agent_with_token("bot");
+    let c = gw.connect("bot", &token, Some("reader")).await.unwrap();
+    let n = &t.name;
+    let forms = [
+        format!("dElEtE /* comment */ FROM \"public\".\"{n}\""),
+        format!("EXPLAIN ANALYZE DELETE FROM {n}"),
+        format!("SELECT * INTO {n}_copy FROM {n}"),
+        format!("CREATE TABLE {n}_new AS SELECT * FROM {n}"),
+        format!("TRUNCATE {n}"),
+        format!("DROP TABLE {n}"),
+        format!("ALTER TABLE {n} ADD COLUMN x int"),
+        format!("LOCK TABLE {n} IN ACCESS EXCLUSIVE MODE"),
+        format!("SELECT * FROM {n} FOR UPDATE"),
+        format!("COPY {n} TO '/tmp/{n}.out'"),
+        format!("GRANT ALL ON {n} TO PUBLIC"),
+        "SELECT pg_read_file('/etc/passwd')".to_string(),
+        "SELECT lo_import('/etc/passwd')".to_string(),
+        "SELECT pg_reload_conf()".to_string(),
+        "SELECT nextval('pg_catalog.pg_class_oid_seq')".to_string(),
+        "SELECT * FROM dblink('dbname=test', 'DELETE FROM x') AS t(a int)".to_string(),
+        "ALTER SYSTEM SET work_mem = '1MB'".to_string(),
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'".to_string(),
+        "SET search_path = evil, public".to_string(),
+        "RESET ROLE".to_string(),
+        "DISCARD ALL".to_string(),
+        "CALL some_procedure()".to_string(),
+        format!("DECLARE cur CURSOR WITH HOLD FOR SELECT * FROM {n} FOR UPDATE"),
+        format!("WITH x AS (SELECT 1) UPDATE {n} SET name = 'x'"),
+        format!("SELECT 1 UNION ALL SELECT count(*) FROM (DELETE FROM {n} RETURNING 1) d"),
+        format!("MERGE INTO {n} USING (SELECT 1 AS id) s ON {n}.id = s.id WHEN MATCHED THEN DELETE"),
+    ];
+    for sql in &forms {
+        assert_denied(c.simple_query(sql).await, &format!("simple {sql:?}"));
+        assert_denied(c.execute(sql.as_str(), &[]).await, &format!("extended {sql:?}"));
+    }
+    assert_eq!(t.rows().await, original_rows());
+    // Harmless settings the quickstart allows still work.
+    c.simple_query("SET statement_timeout = '5s'").await.unwrap();
+    c.simple_query("SET application_name = 'warden-test'").await.unwrap();
+}
+
+#[tokio::test]
+async fn named_portals_fetch_in_batches_and_a_denied_statement_cannot_be_bound() {
+    let t = Table::new("portal").await;
+    let gw = Gateway::start();
+    let token = gw.agent_with_token("bot");
+    let mut c = gw.connect("bot", &token, Some("reader")).await.unwrap();
+    let n = t.name.clone();
+
+    let tx = c.client.transaction().await.unwrap();
+    let stmt = tx.prepare(&format!("SELECT id FROM {n} WHERE id >= $1 ORDER BY id")).await.unwrap();
+    let portal = tx.bind(&stmt, &[&1i32]).await.unwrap();
+    let mut seen = Vec::new();
+    loop {
+        let batch = tx.query_portal(&portal, 2).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        assert!(batch.len() <= 2);
+        seen.extend(batch.iter().map(|r| r.get::<_, i32>(0)));
+    }
+    assert_eq!(seen, [1, 2, 3]);
+    // A second portal on the same statement, different parameter.
+    let portal2 = tx.bind(&stmt, &[&3i32]).await.unwrap();
+    assert_eq!(tx.query_portal(&portal2, 10).await.unwrap().len(), 1);
+    // The denied statement never becomes a statement that can be bound.
+    let e = tx.prepare(&format!("DELETE FROM {n} WHERE id >= $1")).await.unwrap_err();
+    assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{}", error_text(&e));
+    tx.rollback().await.unwrap();
+    c.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(t.rows().await, original_rows());
+}
