@@ -11,7 +11,10 @@ use tokio_postgres::SimpleQueryMessage;
 fn simple_rows(msgs: &[SimpleQueryMessage]) -> Vec<(i32, String)> {
     msgs.iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((r.get(0).unwrap().parse().unwrap(), r.get(1).unwrap().to_string())),
+            SimpleQueryMessage::Row(r) => Some((
+                r.get(0).unwrap().parse().unwrap(),
+                r.get(1).unwrap().to_string(),
+            )),
             _ => None,
         })
         .collect()
@@ -21,8 +24,17 @@ fn assert_denied(r: Result<impl std::fmt::Debug, tokio_postgres::Error>, what: &
     match r {
         Ok(v) => panic!("{what}: expected 42501, got success {v:?}"),
         Err(e) => {
-            assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{what}: expected 42501, got {}", error_text(&e));
-            assert!(e.as_db_error().unwrap().message().contains("denied"), "{what}: message should say it was denied: {}", error_text(&e));
+            assert_eq!(
+                e.code(),
+                Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+                "{what}: expected 42501, got {}",
+                error_text(&e)
+            );
+            assert!(
+                e.as_db_error().unwrap().message().contains("denied"),
+                "{what}: message should say it was denied: {}",
+                error_text(&e)
+            );
         }
     }
 }
@@ -38,10 +50,22 @@ async fn allowed_reads_return_the_real_rows_in_simple_and_extended_protocol() {
     let simple = c.simple_query(&sql).await.unwrap();
     assert_eq!(simple_rows(&simple), original_rows());
 
-    let extended: Vec<(i32, String)> = c.query(&sql, &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect();
+    let extended: Vec<(i32, String)> = c
+        .query(&sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
     assert_eq!(extended, original_rows());
 
-    let one = c.query_one(&format!("SELECT name FROM {} WHERE id = $1", t.name), &[&2i32]).await.unwrap();
+    let one = c
+        .query_one(
+            &format!("SELECT name FROM {} WHERE id = $1", t.name),
+            &[&2i32],
+        )
+        .await
+        .unwrap();
     assert_eq!(one.get::<_, String>(0), "bob");
 }
 
@@ -71,7 +95,10 @@ async fn every_bypass_form_is_denied_for_a_reader_and_nothing_changes() {
     ];
     for sql in &forms {
         assert_denied(c.simple_query(sql).await, &format!("simple {sql:?}"));
-        assert_denied(c.execute(sql.as_str(), &[]).await, &format!("extended {sql:?}"));
+        assert_denied(
+            c.execute(sql.as_str(), &[]).await,
+            &format!("extended {sql:?}"),
+        );
     }
     // A statement prepared under a name with PREPARE was never created, so EXECUTE has
     // nothing to run; and EXECUTE itself is classified too.
@@ -79,10 +106,23 @@ async fn every_bypass_form_is_denied_for_a_reader_and_nothing_changes() {
 
     // Nothing reached the database: rows intact, no role switch, no listener.
     assert_eq!(t.rows().await, original_rows());
-    let row = c.query_one("SELECT current_user::text, session_user::text", &[]).await.unwrap();
-    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("postgres".into(), "postgres".into()));
+    let row = c
+        .query_one("SELECT current_user::text, session_user::text", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("postgres".into(), "postgres".into())
+    );
     // The session is still usable after all of that.
-    assert_eq!(simple_rows(&c.simple_query(&format!("SELECT id, name FROM {n} ORDER BY id")).await.unwrap()), original_rows());
+    assert_eq!(
+        simple_rows(
+            &c.simple_query(&format!("SELECT id, name FROM {n} ORDER BY id"))
+                .await
+                .unwrap()
+        ),
+        original_rows()
+    );
 }
 
 #[tokio::test]
@@ -95,28 +135,75 @@ async fn session_stays_usable_after_a_denial_and_a_denial_aborts_the_transaction
 
     // Outside a transaction: the next statement simply works.
     assert_denied(c.simple_query(&format!("DELETE FROM {n}")).await, "delete");
-    assert_eq!(c.query_one(&format!("SELECT count(*) FROM {n}"), &[]).await.unwrap().get::<_, i64>(0), 3);
-    assert_denied(c.execute(format!("DELETE FROM {n}").as_str(), &[]).await, "extended delete");
-    assert_eq!(simple_rows(&c.simple_query(&format!("SELECT id, name FROM {n} ORDER BY id")).await.unwrap()), original_rows());
+    assert_eq!(
+        c.query_one(&format!("SELECT count(*) FROM {n}"), &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        3
+    );
+    assert_denied(
+        c.execute(format!("DELETE FROM {n}").as_str(), &[]).await,
+        "extended delete",
+    );
+    assert_eq!(
+        simple_rows(
+            &c.simple_query(&format!("SELECT id, name FROM {n} ORDER BY id"))
+                .await
+                .unwrap()
+        ),
+        original_rows()
+    );
 
     // Inside a transaction block: aborted until ROLLBACK, as PostgreSQL does (simple).
     c.simple_query("BEGIN").await.unwrap();
     c.simple_query(&format!("SELECT * FROM {n}")).await.unwrap();
-    assert_denied(c.simple_query(&format!("DELETE FROM {n}")).await, "delete in txn");
+    assert_denied(
+        c.simple_query(&format!("DELETE FROM {n}")).await,
+        "delete in txn",
+    );
     let e = c.simple_query("SELECT 1").await.unwrap_err();
-    assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "{}", error_text(&e));
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{}",
+        error_text(&e)
+    );
     let e = c.query("SELECT 1", &[]).await.unwrap_err();
-    assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "{}", error_text(&e));
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{}",
+        error_text(&e)
+    );
     c.simple_query("ROLLBACK").await.unwrap();
-    assert_eq!(c.query_one("SELECT 41 + 1", &[]).await.unwrap().get::<_, i32>(0), 42);
+    assert_eq!(
+        c.query_one("SELECT 41 + 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        42
+    );
 
     // The same with the denial coming through the extended protocol.
     c.simple_query("BEGIN").await.unwrap();
-    assert_denied(c.execute(format!("DELETE FROM {n} WHERE id = $1").as_str(), &[&1i32]).await, "extended delete in txn");
+    assert_denied(
+        c.execute(format!("DELETE FROM {n} WHERE id = $1").as_str(), &[&1i32])
+            .await,
+        "extended delete in txn",
+    );
     let e = c.query("SELECT 1", &[]).await.unwrap_err();
-    assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "{}", error_text(&e));
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "{}",
+        error_text(&e)
+    );
     c.simple_query("ROLLBACK").await.unwrap();
-    assert_eq!(c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
     assert_eq!(t.rows().await, original_rows());
 }
 
@@ -128,14 +215,26 @@ async fn prepared_statements_are_reused_and_pipelined_denials_keep_their_place()
     let c = gw.connect("bot", &token, Some("reader")).await.unwrap();
     let n = &t.name;
 
-    let by_id = c.prepare(&format!("SELECT name FROM {n} WHERE id = $1")).await.unwrap();
+    let by_id = c
+        .prepare(&format!("SELECT name FROM {n} WHERE id = $1"))
+        .await
+        .unwrap();
     for (id, name) in original_rows().into_iter().chain(original_rows()) {
-        assert_eq!(c.query_one(&by_id, &[&id]).await.unwrap().get::<_, String>(0), name);
+        assert_eq!(
+            c.query_one(&by_id, &[&id])
+                .await
+                .unwrap()
+                .get::<_, String>(0),
+            name
+        );
     }
     assert!(c.query_opt(&by_id, &[&99i32]).await.unwrap().is_none());
 
     // Pipelined: all of these are written before any answer is read.
-    let count = c.prepare(&format!("SELECT count(*) FROM {n} WHERE id <= $1")).await.unwrap();
+    let count = c
+        .prepare(&format!("SELECT count(*) FROM {n} WHERE id <= $1"))
+        .await
+        .unwrap();
     let delete = format!("DELETE FROM {n} WHERE id = $1");
     let delete_all = format!("DELETE FROM {n}");
     let (a, b, d, e, f) = tokio::join!(
@@ -152,7 +251,13 @@ async fn prepared_statements_are_reused_and_pipelined_denials_keep_their_place()
     assert_eq!(f.unwrap().get::<_, String>(0), "carol");
 
     // The prepared statement still works after the pipeline, and nothing was deleted.
-    assert_eq!(c.query_one(&by_id, &[&2i32]).await.unwrap().get::<_, String>(0), "bob");
+    assert_eq!(
+        c.query_one(&by_id, &[&2i32])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "bob"
+    );
     assert_eq!(t.rows().await, original_rows());
 }
 
@@ -165,19 +270,52 @@ async fn writer_node_may_insert_where_reader_node_of_the_same_agent_may_not() {
     let writer = gw.connect("bot", &token, Some("writer")).await.unwrap();
     let n = &t.name;
 
-    assert_denied(reader.execute(format!("INSERT INTO {n} VALUES ($1, $2)").as_str(), &[&4i32, &"dave"]).await, "reader insert");
-    assert_denied(reader.simple_query(&format!("INSERT INTO {n} VALUES (4, 'dave')")).await, "reader simple insert");
-    assert_eq!(writer.execute(format!("INSERT INTO {n} VALUES ($1, $2)").as_str(), &[&4i32, &"dave"]).await.unwrap(), 1);
-    writer.simple_query(&format!("UPDATE {n} SET name = 'erin' WHERE id = 4")).await.unwrap();
+    assert_denied(
+        reader
+            .execute(
+                format!("INSERT INTO {n} VALUES ($1, $2)").as_str(),
+                &[&4i32, &"dave"],
+            )
+            .await,
+        "reader insert",
+    );
+    assert_denied(
+        reader
+            .simple_query(&format!("INSERT INTO {n} VALUES (4, 'dave')"))
+            .await,
+        "reader simple insert",
+    );
+    assert_eq!(
+        writer
+            .execute(
+                format!("INSERT INTO {n} VALUES ($1, $2)").as_str(),
+                &[&4i32, &"dave"]
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    writer
+        .simple_query(&format!("UPDATE {n} SET name = 'erin' WHERE id = 4"))
+        .await
+        .unwrap();
     // Neither node may delete.
-    assert_denied(writer.simple_query(&format!("DELETE FROM {n} WHERE id = 4")).await, "writer delete");
+    assert_denied(
+        writer
+            .simple_query(&format!("DELETE FROM {n} WHERE id = 4"))
+            .await,
+        "writer delete",
+    );
 
     let mut expected = original_rows();
     expected.push((4, "erin".into()));
     assert_eq!(t.rows().await, expected);
     // An agent without a declared node gets nothing.
     let nobody = gw.connect("bot", &token, None).await.unwrap();
-    assert_denied(nobody.simple_query(&format!("SELECT * FROM {n}")).await, "no node select");
+    assert_denied(
+        nobody.simple_query(&format!("SELECT * FROM {n}")).await,
+        "no node select",
+    );
 }
 
 #[tokio::test]
@@ -186,16 +324,38 @@ async fn psql_works_end_to_end_and_shows_the_denial() {
     let gw = Gateway::start();
     let token = gw.agent_with_token("bot");
 
-    let out = gw.psql("bot", &token, "reader", "", &format!("SELECT name FROM {} WHERE id = 3", t.name));
+    let out = gw.psql(
+        "bot",
+        &token,
+        "reader",
+        "",
+        &format!("SELECT name FROM {} WHERE id = 3", t.name),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "psql select failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql select failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("carol"), "{stdout}");
-    assert!(gw.psql("bot", &token, "reader", "", "select 1").status.success());
+    assert!(gw
+        .psql("bot", &token, "reader", "", "select 1")
+        .status
+        .success());
 
-    let out = gw.psql("bot", &token, "reader", "", &format!("DELETE FROM {}", t.name));
+    let out = gw.psql(
+        "bot",
+        &token,
+        "reader",
+        "",
+        &format!("DELETE FROM {}", t.name),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("42501") && stderr.contains("denied"), "psql should show the 42501 denial: {stderr}");
+    assert!(
+        stderr.contains("42501") && stderr.contains("denied"),
+        "psql should show the 42501 denial: {stderr}"
+    );
     assert_eq!(t.rows().await, original_rows());
 }
 
@@ -233,16 +393,25 @@ async fn other_writes_and_escapes_hidden_in_reads_are_denied_for_a_reader() {
         format!("DECLARE cur CURSOR WITH HOLD FOR SELECT * FROM {n} FOR UPDATE"),
         format!("WITH x AS (SELECT 1) UPDATE {n} SET name = 'x'"),
         format!("SELECT 1 UNION ALL SELECT count(*) FROM (DELETE FROM {n} RETURNING 1) d"),
-        format!("MERGE INTO {n} USING (SELECT 1 AS id) s ON {n}.id = s.id WHEN MATCHED THEN DELETE"),
+        format!(
+            "MERGE INTO {n} USING (SELECT 1 AS id) s ON {n}.id = s.id WHEN MATCHED THEN DELETE"
+        ),
     ];
     for sql in &forms {
         assert_denied(c.simple_query(sql).await, &format!("simple {sql:?}"));
-        assert_denied(c.execute(sql.as_str(), &[]).await, &format!("extended {sql:?}"));
+        assert_denied(
+            c.execute(sql.as_str(), &[]).await,
+            &format!("extended {sql:?}"),
+        );
     }
     assert_eq!(t.rows().await, original_rows());
     // Harmless settings the quickstart allows still work.
-    c.simple_query("SET statement_timeout = '5s'").await.unwrap();
-    c.simple_query("SET application_name = 'warden-test'").await.unwrap();
+    c.simple_query("SET statement_timeout = '5s'")
+        .await
+        .unwrap();
+    c.simple_query("SET application_name = 'warden-test'")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -254,7 +423,10 @@ async fn named_portals_fetch_in_batches_and_a_denied_statement_cannot_be_bound()
     let n = t.name.clone();
 
     let tx = c.client.transaction().await.unwrap();
-    let stmt = tx.prepare(&format!("SELECT id FROM {n} WHERE id >= $1 ORDER BY id")).await.unwrap();
+    let stmt = tx
+        .prepare(&format!("SELECT id FROM {n} WHERE id >= $1 ORDER BY id"))
+        .await
+        .unwrap();
     let portal = tx.bind(&stmt, &[&1i32]).await.unwrap();
     let mut seen = Vec::new();
     loop {
@@ -270,8 +442,16 @@ async fn named_portals_fetch_in_batches_and_a_denied_statement_cannot_be_bound()
     let portal2 = tx.bind(&stmt, &[&3i32]).await.unwrap();
     assert_eq!(tx.query_portal(&portal2, 10).await.unwrap().len(), 1);
     // The denied statement never becomes a statement that can be bound.
-    let e = tx.prepare(&format!("DELETE FROM {n} WHERE id >= $1")).await.unwrap_err();
-    assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{}", error_text(&e));
+    let e = tx
+        .prepare(&format!("DELETE FROM {n} WHERE id >= $1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{}",
+        error_text(&e)
+    );
     tx.rollback().await.unwrap();
     c.simple_query("SELECT 1").await.unwrap();
     assert_eq!(t.rows().await, original_rows());

@@ -19,28 +19,76 @@ struct Cluster {
 }
 
 fn as_postgres(args: &[&str]) -> std::process::Output {
-    let out = Command::new("runuser").args(["-u", "postgres", "--"]).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?} failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = tempfile::Builder::new().prefix("warden-pg-").tempdir().unwrap();
-        Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("warden-pg-")
+            .tempdir()
+            .unwrap();
+        Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, SUPERUSER_PW).unwrap();
-        Command::new("chown").arg("postgres:postgres").arg(&pwfile).status().unwrap();
-        as_postgres(&[&format!("{PG_BIN}/initdb"), "-D", s(&data), "-U", "postgres", "--auth=scram-sha-256", "--pwfile", s(&pwfile)]);
+        Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&pwfile)
+            .status()
+            .unwrap();
+        as_postgres(&[
+            &format!("{PG_BIN}/initdb"),
+            "-D",
+            s(&data),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            "--pwfile",
+            s(&pwfile),
+        ]);
         // md5 for the md5 user (first match wins), scram for everyone else.
         let hba = data.join("pg_hba.conf");
         let rest = std::fs::read_to_string(&hba).unwrap();
         std::fs::write(&hba, format!("host all md5user 127.0.0.1/32 md5\n{rest}")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let opts = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c log_connections=on", s(dir.path()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c log_connections=on",
+            s(dir.path())
+        );
         let log = dir.path().join("log");
-        as_postgres(&[&format!("{PG_BIN}/pg_ctl"), "-D", s(&data), "-o", &opts, "-l", s(&log), "-w", "-t", "60", "start"]);
+        as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            s(&data),
+            "-o",
+            &opts,
+            "-l",
+            s(&log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]);
         Cluster { dir, port }
     }
 
@@ -49,13 +97,28 @@ impl Cluster {
     }
 
     fn conn(&self, user: &str, password: &str, db: &str) -> String {
-        format!("host=127.0.0.1 port={} user={user} password={password} dbname={db}", self.port)
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
+            self.port
+        )
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = Command::new("runuser").args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D", s(&self.data()), "-m", "immediate", "stop"]).output();
+        let _ = Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &format!("{PG_BIN}/pg_ctl"),
+                "-D",
+                s(&self.data()),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
     }
 }
 
@@ -67,7 +130,9 @@ fn s(p: &Path) -> &str {
 async fn scram_and_md5_upstream_auth_work_and_a_wrong_password_is_a_clean_unavailable() {
     let cluster = Cluster::start();
     // Set up the md5 user and a table through a direct SCRAM connection.
-    let admin = connect_str(&cluster.conn("postgres", SUPERUSER_PW, "postgres")).await.expect("direct SCRAM connection to the throwaway cluster");
+    let admin = connect_str(&cluster.conn("postgres", SUPERUSER_PW, "postgres"))
+        .await
+        .expect("direct SCRAM connection to the throwaway cluster");
     admin
         .batch_execute(&format!(
             "SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD '{MD5_PW}'; \
@@ -75,9 +140,26 @@ async fn scram_and_md5_upstream_auth_work_and_a_wrong_password_is_a_clean_unavai
         ))
         .await
         .unwrap();
-    let stored: String = admin.query_one("SELECT rolpassword FROM pg_authid WHERE rolname = 'md5user'", &[]).await.unwrap().get(0);
-    assert!(stored.starts_with("md5"), "the md5 user's password must be stored as md5: {stored}");
-    let stored: String = admin.query_one("SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'", &[]).await.unwrap().get(0);
+    let stored: String = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'md5user'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        stored.starts_with("md5"),
+        "the md5 user's password must be stored as md5: {stored}"
+    );
+    let stored: String = admin
+        .query_one(
+            "SELECT rolpassword FROM pg_authid WHERE rolname = 'postgres'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert!(stored.starts_with("SCRAM-SHA-256$"), "{stored}");
 
     let port = cluster.port;
@@ -125,16 +207,34 @@ user = "postgres"
     let token = gw.agent_with_token("bot");
 
     for target in ["scram", "md5"] {
-        let c = connect_str(&gw.conn_string("bot", &token, target, Some("reader"))).await.unwrap_or_else(|e| panic!("{target}: {}", error_text(&e)));
-        let row = c.query_one("SELECT name FROM public.t WHERE id = $1", &[&1i32]).await.unwrap_or_else(|e| panic!("{target}: {}", error_text(&e)));
-        assert_eq!(row.get::<_, String>(0), "on the throwaway cluster", "{target}");
+        let c = connect_str(&gw.conn_string("bot", &token, target, Some("reader")))
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {}", error_text(&e)));
+        let row = c
+            .query_one("SELECT name FROM public.t WHERE id = $1", &[&1i32])
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {}", error_text(&e)));
+        assert_eq!(
+            row.get::<_, String>(0),
+            "on the throwaway cluster",
+            "{target}"
+        );
     }
     // The upstream logged which method authenticated each connection.
     let log = std::fs::read_to_string(cluster.dir.path().join("log")).unwrap();
-    assert!(log.contains(r#"identity="md5user" method=md5"#), "no md5 authentication in the upstream log:\n{log}");
-    assert!(log.contains(r#"identity="postgres" method=scram-sha-256"#), "no SCRAM authentication in the upstream log:\n{log}");
+    assert!(
+        log.contains(r#"identity="md5user" method=md5"#),
+        "no md5 authentication in the upstream log:\n{log}"
+    );
+    assert!(
+        log.contains(r#"identity="postgres" method=scram-sha-256"#),
+        "no SCRAM authentication in the upstream log:\n{log}"
+    );
 
-    for (target, expect) in [("wrongpw", "\"wrongpw\" is unavailable"), ("nopw", "\"nopw\" is unavailable")] {
+    for (target, expect) in [
+        ("wrongpw", "\"wrongpw\" is unavailable"),
+        ("nopw", "\"nopw\" is unavailable"),
+    ] {
         let e = match connect_str(&gw.conn_string("bot", &token, target, Some("reader"))).await {
             Ok(_) => panic!("{target}: connecting with a wrong upstream password must fail"),
             Err(e) => e,
@@ -145,9 +245,14 @@ user = "postgres"
         for secret in [SUPERUSER_PW, MD5_PW, "not-the-password-9"] {
             assert!(!text.contains(secret), "{target}: {text}");
         }
-        assert!(!text.contains("password authentication failed"), "the upstream's own error stays in the gateway's log: {text}");
+        assert!(
+            !text.contains("password authentication failed"),
+            "the upstream's own error stays in the gateway's log: {text}"
+        );
     }
     // The gateway is unharmed.
-    let c = connect_str(&gw.conn_string("bot", &token, "scram", Some("reader"))).await.unwrap();
+    let c = connect_str(&gw.conn_string("bot", &token, "scram", Some("reader")))
+        .await
+        .unwrap();
     c.simple_query("SELECT 1").await.unwrap();
 }

@@ -16,7 +16,10 @@ pub const DIRECT: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 pub const OWNER: &str = "alice@example.com";
 
 pub fn quickstart_policy() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/policy.cedar")).unwrap()
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/policy.cedar"),
+    )
+    .unwrap()
 }
 
 /// The `test` target every gateway gets.
@@ -70,7 +73,15 @@ impl GatewayBuilder {
             self.extra_toml
         );
         std::fs::write(&config, toml).unwrap();
-        let mut g = Gateway { dir, config, env: self.env, pg_port: 0, admin_port: 0, child: None, stderr: Arc::new(Mutex::new(String::new())) };
+        let mut g = Gateway {
+            dir,
+            config,
+            env: self.env,
+            pg_port: 0,
+            admin_port: 0,
+            child: None,
+            stderr: Arc::new(Mutex::new(String::new())),
+        };
         g.spawn();
         g
     }
@@ -88,7 +99,12 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn builder() -> GatewayBuilder {
-        GatewayBuilder { policy: quickstart_policy(), extra_toml: String::new(), env: Vec::new(), files: Vec::new() }
+        GatewayBuilder {
+            policy: quickstart_policy(),
+            extra_toml: String::new(),
+            env: Vec::new(),
+            files: Vec::new(),
+        }
     }
 
     /// A gateway on the quickstart policy with the `test` target.
@@ -98,8 +114,18 @@ impl Gateway {
 
     fn spawn(&mut self) {
         let mut cmd = Command::new(WARDEN);
-        cmd.arg("--config").arg(&self.config).arg("serve").envs(self.env.iter().cloned()).env_remove("WARDEN_DATA_DIR").env_remove("WARDEN_LOG");
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        cmd.arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .envs(self.env.iter().cloned())
+            .env_remove("WARDEN_DATA_DIR")
+            .env_remove("WARDEN_LOG");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = self.stderr.clone();
         let (tx, rx) = mpsc::channel();
@@ -116,7 +142,10 @@ impl Gateway {
         self.child = Some(child);
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok((pg, admin)) => (self.pg_port, self.admin_port) = (pg, admin),
-            Err(_) => panic!("gateway did not report its ports; stderr:\n{}", self.stderr()),
+            Err(_) => panic!(
+                "gateway did not report its ports; stderr:\n{}",
+                self.stderr()
+            ),
         }
     }
 
@@ -132,7 +161,11 @@ impl Gateway {
     /// SIGTERM and wait: the gateway flushes its audit log and closes the store.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+            Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 if child.try_wait().unwrap().is_some() {
@@ -140,7 +173,10 @@ impl Gateway {
                 }
                 if Instant::now() > deadline {
                     let _ = child.kill();
-                    panic!("gateway did not exit on SIGTERM; stderr:\n{}", self.stderr());
+                    panic!(
+                        "gateway did not exit on SIGTERM; stderr:\n{}",
+                        self.stderr()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -157,13 +193,25 @@ impl Gateway {
 
     /// Runs `warden --config <cfg> ARGS`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(WARDEN).arg("--config").arg(&self.config).args(args).envs(self.env.iter().cloned()).env_remove("WARDEN_DATA_DIR").output().unwrap()
+        Command::new(WARDEN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .envs(self.env.iter().cloned())
+            .env_remove("WARDEN_DATA_DIR")
+            .output()
+            .unwrap()
     }
 
     /// Runs an admin command that must succeed; returns its stdout.
     pub fn admin(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(out.status.success(), "warden {args:?} failed: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "warden {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -188,7 +236,13 @@ impl Gateway {
         self.token(name, None, "5m")
     }
 
-    pub fn conn_string(&self, agent: &str, token: &str, dbname: &str, node: Option<&str>) -> String {
+    pub fn conn_string(
+        &self,
+        agent: &str,
+        token: &str,
+        dbname: &str,
+        node: Option<&str>,
+    ) -> String {
         let mut s = format!("host=127.0.0.1 port={} user={agent} password='{token}' dbname={dbname} connect_timeout=10", self.pg_port);
         if let Some(n) = node {
             s.push_str(&format!(" options='-c warden.node={n}'"));
@@ -196,14 +250,34 @@ impl Gateway {
         s
     }
 
-    pub async fn connect(&self, agent: &str, token: &str, node: Option<&str>) -> Result<Conn, tokio_postgres::Error> {
+    pub async fn connect(
+        &self,
+        agent: &str,
+        token: &str,
+        node: Option<&str>,
+    ) -> Result<Conn, tokio_postgres::Error> {
         connect_str(&self.conn_string(agent, token, "test", node)).await
     }
 
     /// The psql command line for this gateway, password in the environment.
-    pub fn psql(&self, agent: &str, token: &str, node: &str, extra_conninfo: &str, sql: &str) -> Output {
+    pub fn psql(
+        &self,
+        agent: &str,
+        token: &str,
+        node: &str,
+        extra_conninfo: &str,
+        sql: &str,
+    ) -> Output {
         let conninfo = format!("host=127.0.0.1 port={} user={agent} dbname=test options='-c warden.node={node}' {extra_conninfo}", self.pg_port);
-        Command::new("psql").arg("-X").arg(conninfo).arg("-c").arg(sql).env("PGPASSWORD", token).env("PGCONNECT_TIMEOUT", "10").output().unwrap()
+        Command::new("psql")
+            .arg("-X")
+            .arg(conninfo)
+            .arg("-c")
+            .arg(sql)
+            .env("PGPASSWORD", token)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .output()
+            .unwrap()
     }
 }
 
@@ -217,7 +291,10 @@ impl Drop for Gateway {
 }
 
 fn port_after(line: &str, key: &str) -> u16 {
-    let rest = &line[line.find(key).unwrap_or_else(|| panic!("no {key} in {line:?}")) + key.len()..];
+    let rest = &line[line
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+        + key.len()..];
     let addr = rest.split_whitespace().next().unwrap();
     addr.rsplit(':').next().unwrap().parse().unwrap()
 }
@@ -243,7 +320,9 @@ pub async fn connect_str(s: &str) -> Result<Conn, tokio_postgres::Error> {
 }
 
 pub async fn direct() -> Conn {
-    connect_str(DIRECT).await.expect("direct connection to 127.0.0.1:5432")
+    connect_str(DIRECT)
+        .await
+        .expect("direct connection to 127.0.0.1:5432")
 }
 
 /// SQLSTATE of an error, if the server sent one.
@@ -254,7 +333,14 @@ pub fn sqlstate(e: &tokio_postgres::Error) -> Option<String> {
 /// The full text of an error: the server's message, detail and hint, or the client's chain.
 pub fn error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{} {}: {} | {} | {}", db.severity(), db.code().code(), db.message(), db.detail().unwrap_or(""), db.hint().unwrap_or("")),
+        Some(db) => format!(
+            "{} {}: {} | {} | {}",
+            db.severity(),
+            db.code().code(),
+            db.message(),
+            db.detail().unwrap_or(""),
+            db.hint().unwrap_or("")
+        ),
         None => {
             let mut s = e.to_string();
             let mut src = std::error::Error::source(e);
@@ -275,7 +361,10 @@ pub fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(25));
     }
 }
@@ -284,8 +373,16 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique across parallel tests and test processes.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    format!("w_{prefix}_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos % 100_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "w_{prefix}_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos % 100_000
+    )
 }
 
 /// A scratch table `(id int primary key, name text)` with rows 1 alice, 2 bob, 3 carol in
@@ -307,13 +404,34 @@ impl Table {
     /// The table's rows read directly from PostgreSQL, ordered by id.
     pub async fn rows(&self) -> Vec<(i32, String)> {
         let db = direct().await;
-        db.query(&format!("SELECT id, name FROM public.{} ORDER BY id", self.name), &[]).await.unwrap().iter().map(|r| (r.get(0), r.get(1))).collect()
+        db.query(
+            &format!("SELECT id, name FROM public.{} ORDER BY id", self.name),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
     }
 }
 
 impl Drop for Table {
     fn drop(&mut self) {
-        let _ = Command::new("psql").args(["-X", "-q", "-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-c"]).arg(format!("DROP TABLE IF EXISTS public.{}", self.name)).output();
+        let _ = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-c",
+            ])
+            .arg(format!("DROP TABLE IF EXISTS public.{}", self.name))
+            .output();
     }
 }
 
@@ -330,8 +448,15 @@ pub fn http_post_json(port: u16, path: &str, body: &serde_json::Value) -> (u16, 
     write!(tcp, "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut resp = String::new();
     tcp.read_to_string(&mut resp).unwrap();
-    let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad HTTP response {resp:?}"));
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP response {resp:?}"));
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
