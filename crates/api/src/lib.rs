@@ -13,6 +13,13 @@ use warden_audit::{AuditEvent, AuditHandle};
 use warden_core::token::{TokenKeys, TokenRequest};
 use warden_store::Store;
 
+pub mod deprovision;
+pub mod duties;
+pub mod graphs;
+pub mod humans;
+pub mod oidc;
+pub mod scim;
+
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Arc<dyn Store>,
@@ -20,12 +27,27 @@ pub struct ApiState {
     pub audit: AuditHandle,
     pub default_ttl: Duration,
     pub max_ttl: Duration,
+    /// SCIM, OIDC and separation-of-duties settings (issue 11). Default: all off.
+    pub identity: Arc<IdentitySettings>,
+}
+
+/// What the identity endpoints need from the gateway's config.
+#[derive(Default)]
+pub struct IdentitySettings {
+    /// The bearer token SCIM clients present (`[scim] token_env`); None refuses every call.
+    pub scim_token: Option<warden_core::secret::Secret>,
+    pub approvers: duties::Approvers,
+    /// Verifies humans' bearer tokens (`[oidc]`); None refuses human API calls.
+    pub oidc: Option<Arc<oidc::OidcVerifier>>,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/v1/token", post(exchange_token))
+        .merge(scim::routes())
+        .merge(graphs::routes())
+        .merge(humans::routes())
         .with_state(state)
 }
 

@@ -48,6 +48,9 @@ enum Command {
     /// Just-in-time grants that expire by themselves.
     #[command(subcommand)]
     Grant(GrantCmd),
+    /// Reviewed graph versions: submit, list, show, approve, deny.
+    #[command(subcommand)]
+    Graph(crate::graphs::GraphCmd),
 }
 
 #[derive(Subcommand)]
@@ -152,6 +155,12 @@ enum AgentCmd {
     /// Suspend an agent: its tokens stop working and its live sessions end.
     Suspend { name: String },
     Resume { name: String },
+    /// Move an agent to another (active) owner. It stays suspended if it was.
+    Transfer {
+        name: String,
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -274,20 +283,20 @@ fn now_unix() -> i64 {
 
 /// Admin changes are audited like everything else; a command whose audit event cannot be
 /// made durable reports failure.
-struct AdminAudit {
+pub(crate) struct AdminAudit {
     handle: AuditHandle,
     runtime: tokio::runtime::Runtime,
 }
 
 impl AdminAudit {
-    fn start(config: &Config, store: Arc<dyn Store>) -> Result<Self> {
+    pub(crate) fn start(config: &Config, store: Arc<dyn Store>) -> Result<Self> {
         let key = crate::keys::load_or_create(&config.data_dir(), "audit")?;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let handle = runtime.block_on(async { AuditWriter::start(store, Some(key.signing_key().clone())) });
         Ok(AdminAudit { handle, runtime })
     }
 
-    fn record(&self, action: &str, mut ev: AuditEvent) -> Result<()> {
+    pub(crate) fn record(&self, action: &str, mut ev: AuditEvent) -> Result<()> {
         ev.extra.insert("action".into(), action.into());
         ev.extra.insert("via".into(), "cli".into());
         self.runtime.block_on(async {
@@ -431,6 +440,15 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
             }
         }
         Command::Approvals(cmd) => return approvals_cmd(cmd, config, store),
+        Command::Graph(cmd) => return crate::graphs::run(cmd, config, store),
+        Command::Agent(AgentCmd::Transfer { name, to }) => {
+            let previous = store.transfer_agent(&name, &to)?;
+            let mut ev = admin_event(Some(&name));
+            ev.owner = Some(to.trim().to_ascii_lowercase());
+            ev.extra.insert("previous_owner".into(), previous.clone().into());
+            AdminAudit::start(config, store)?.record("agent_transfer", ev)?;
+            println!("agent {name} transferred from {previous} to {}", to.trim().to_ascii_lowercase());
+        }
         Command::Grant(cmd) => return grant_cmd(cmd, config, store),
         Command::Serve | Command::Policy(_) => unreachable!("handled before opening the store"),
     }

@@ -27,6 +27,14 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub approvals: Approvals,
+    /// SCIM 2.0 provisioning (`/scim/v2`); absent: every SCIM call is refused.
+    #[serde(default)]
+    pub scim: Option<ScimConfig>,
+    /// OIDC for humans calling the admin API; absent: human API calls are refused.
+    #[serde(default)]
+    pub oidc: Option<warden_api::oidc::OidcSettings>,
+    #[serde(default)]
+    pub graphs: GraphsConfig,
     #[serde(default, rename = "targets")]
     pub targets: Vec<Target>,
     /// Directory of the config file; relative paths resolve against it.
@@ -250,6 +258,12 @@ impl Config {
         if self.tokens.default_ttl > self.tokens.max_ttl {
             bail!("tokens.default_ttl: longer than tokens.max_ttl");
         }
+        if let Some(o) = &self.oidc {
+            o.validate().map_err(|e| anyhow::anyhow!(e))?;
+        }
+        if self.scim.as_ref().is_some_and(|s| s.token_env.trim().is_empty()) {
+            bail!("scim.token_env: name the environment variable holding the SCIM bearer token");
+        }
         if self.limits.max_message_bytes < 1024 {
             bail!("limits.max_message_bytes: at least 1024");
         }
@@ -303,5 +317,46 @@ impl Target {
             return Ok(Some(Secret::new(v.trim_end_matches(['\n', '\r']))));
         }
         Ok(None)
+    }
+}
+
+/// `[scim]`: the bearer token Okta / Entra ID present, referenced by env var.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimConfig {
+    pub token_env: String,
+}
+
+/// `[graphs]`: reviewed graph versions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphsConfig {
+    /// Tokens without a graph version get no privileges (default: they keep today's
+    /// policy-only behaviour).
+    #[serde(default)]
+    pub require_approved_version: bool,
+}
+
+impl Config {
+    /// The SCIM bearer token, read from `scim.token_env`.
+    pub fn scim_token(&self) -> Result<Option<Secret>> {
+        match &self.scim {
+            None => Ok(None),
+            Some(s) => {
+                let v = std::env::var(&s.token_env).with_context(|| format!("scim.token_env: environment variable {} is not set", s.token_env))?;
+                if v.len() < 16 {
+                    bail!("scim.token_env: the token in {} is shorter than 16 characters", s.token_env);
+                }
+                Ok(Some(Secret::new(v)))
+            }
+        }
+    }
+
+    /// Approvers as the API's separation-of-duties checks take them.
+    pub fn identity_approvers(&self) -> warden_api::duties::Approvers {
+        warden_api::duties::Approvers {
+            global: self.approvals.approvers.clone(),
+            per_target: self.targets.iter().map(|t| (t.name.clone(), t.approvers.clone())).collect(),
+        }
     }
 }

@@ -38,6 +38,7 @@ pub struct WardenGate {
     notifier: Notifier,
     approval_timeout: Duration,
     resume_lifetime: Duration,
+    graphs: crate::graphs::GraphGate,
 }
 
 /// SQLSTATE of "approval pending" in resume mode: class W is in the range PostgreSQL leaves
@@ -91,6 +92,7 @@ impl WardenGate {
             notifier: Notifier::new(config.approvals.webhook_url.clone(), config.webhook_secret()?),
             approval_timeout: config.approvals.timeout,
             resume_lifetime: config.approvals.resume_lifetime,
+            graphs: crate::graphs::GraphGate::new(config.graphs.require_approved_version),
         }))
     }
 
@@ -311,7 +313,9 @@ impl Gatekeeper for WardenGate {
                     .into_iter()
                     .map(|g| ActiveGrant { id: g.id, node: g.node, run: g.run, actions: g.actions, objects: g.objects, expires_at: g.expires_at })
                     .collect();
-                Verdict { decision: self.policy.decide(id, c, &RequestContext { now_unix: now, grants }), classification: Some(c.clone()) }
+                let decision = self.policy.decide(id, c, &RequestContext { now_unix: now, grants });
+                let decision = self.graphs.cap_to_approved_manifest(self.store.as_ref(), id, c, decision);
+                Verdict { decision, classification: Some(c.clone()) }
             }
             Err(e) => Verdict { classification: None, decision: Decision::deny_without_policy(format!("warden: denied because the statement could not be classified ({e}); nothing was sent to the database")) },
         };

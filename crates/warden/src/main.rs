@@ -4,6 +4,7 @@ mod approvals;
 mod cli;
 mod config;
 mod gate;
+mod graphs;
 mod keys;
 mod notify;
 mod serve;
