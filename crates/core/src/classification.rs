@@ -47,10 +47,13 @@ pub enum Action {
     /// Statements that exist but fall in no class above (LOAD, DISCARD, ...). Deny unless
     /// a policy names them explicitly.
     Other,
+    /// Seeing masked values in clear, for a whole session on a target. Never produced by a
+    /// classifier: the gateway asks for it once per session when masking is configured.
+    Unmask,
 }
 
 impl Action {
-    pub const ALL: [Action; 21] = [
+    pub const ALL: [Action; 22] = [
         Action::Select,
         Action::Insert,
         Action::Update,
@@ -72,6 +75,7 @@ impl Action {
         Action::Maintenance,
         Action::Cursor,
         Action::Other,
+        Action::Unmask,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +101,7 @@ impl Action {
             Action::Maintenance => "maintenance",
             Action::Cursor => "cursor",
             Action::Other => "other",
+            Action::Unmask => "unmask",
         }
     }
 
@@ -105,7 +110,7 @@ impl Action {
     pub fn is_write(self) -> bool {
         !matches!(
             self,
-            Action::Select | Action::Transaction | Action::Set | Action::Cursor | Action::Prepare
+            Action::Select | Action::Transaction | Action::Set | Action::Cursor | Action::Prepare | Action::Unmask
         )
     }
 }

@@ -337,6 +337,13 @@ pub mod frontend {
         Frame::new(b'B', b.freeze())
     }
 
+    pub fn describe_portal(portal: &str) -> Frame {
+        let mut b = BytesMut::new();
+        b.put_u8(b'P');
+        put_cstr(&mut b, portal);
+        Frame::new(b'D', b.freeze())
+    }
+
     pub fn execute(portal: &str) -> Frame {
         let mut b = BytesMut::new();
         put_cstr(&mut b, portal);

@@ -75,6 +75,8 @@ pub struct CommandRecord {
     pub error_code: Option<String>,
     /// The approval this execution used, if it was held.
     pub approval_id: Option<String>,
+    /// How many values of each kind were masked in the result (never the values).
+    pub masked: Vec<(String, u64)>,
 }
 
 #[async_trait::async_trait]
@@ -96,6 +98,12 @@ pub trait Gatekeeper: Send + Sync + 'static {
     /// or refuse at once with the approval id (resume mode). A command approved earlier in
     /// resume mode runs here exactly once.
     async fn hold(&self, session: &SessionGrant, sql: &str, verdict: &Verdict, params_digest: Option<&str>) -> HoldOutcome;
+
+    /// The masking that applies to this session's results, if any (decided once per session:
+    /// which rules apply and whether the node may see values in clear is policy's call).
+    fn masker(&self, _session: &SessionGrant) -> Option<Arc<warden_mask::Masker>> {
+        None
+    }
 
     /// Called exactly once when an authenticated session ends, whatever the path.
     fn session_ended(&self, session: &SessionGrant, reason: &str);

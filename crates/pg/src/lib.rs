@@ -2,8 +2,10 @@
 //! The codec and the session know nothing of policy or audit: they call a [`gate::Gatekeeper`].
 
 pub mod classify;
+pub mod catalog;
 pub mod codec;
 pub mod gate;
+pub mod masking;
 pub mod server;
 pub mod session;
 pub mod startup;

@@ -1,6 +1,7 @@
 //! The PostgreSQL listener: TLS negotiation, startup, token authentication, the upstream
 //! connection, cancel requests, then the proxy session.
 
+use crate::catalog::Catalog;
 use crate::codec::{self, backend, backend::ErrorFields, Frame, FrontendMessage, StartupPacket};
 use crate::gate::{Gatekeeper, SessionGrant};
 use crate::session::{self, SessionLimits};
@@ -34,11 +35,13 @@ pub struct Server<G: Gatekeeper> {
     gate: Arc<G>,
     config: ServerConfig,
     cancels: CancelRegistry,
+    /// One catalog reader per target, shared by its sessions.
+    catalogs: Mutex<HashMap<String, Arc<Catalog>>>,
 }
 
 impl<G: Gatekeeper> Server<G> {
     pub fn new(gate: Arc<G>, config: ServerConfig) -> Arc<Self> {
-        Arc::new(Server { gate, config, cancels: CancelRegistry::default() })
+        Arc::new(Server { gate, config, cancels: CancelRegistry::default(), catalogs: Mutex::new(HashMap::new()) })
     }
 
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
@@ -63,7 +66,8 @@ impl<G: Gatekeeper> Server<G> {
         let Ok(Some(Started { grant, client, buf, upstream: up, cancel_key: key })) = started else { return };
         let grant = Arc::new(grant);
         self.cancels.keys.lock().unwrap().insert(key, (grant.upstream.clone(), up.process_id, up.secret_key));
-        let reason = session::run(self.gate.clone(), grant.clone(), client, buf, up.stream, up.leftover, self.config.limits).await;
+        let catalog = self.catalogs.lock().unwrap().entry(grant.identity.target.clone()).or_insert_with(|| Catalog::new(grant.upstream.clone())).clone();
+        let reason = session::run(self.gate.clone(), grant.clone(), client, buf, up.stream, up.leftover, self.config.limits, catalog).await;
         self.cancels.keys.lock().unwrap().remove(&key);
         self.gate.session_ended(&grant, &reason);
     }

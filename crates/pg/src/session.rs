@@ -12,13 +12,16 @@ use crate::gate::{ClientError, CommandRecord, Gatekeeper, HoldOutcome, SessionGr
 use warden_core::Effect;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
+use crate::catalog::Catalog;
+use crate::masking::{ResultMasking, RowPlan};
 use crate::stream::BoxStream;
+use warden_mask::MaskCounts;
 
 /// Text certain to fail PostgreSQL's parser, sent in place of a denied command.
 const DENIED_SQL: &str = "WARDEN DENIED";
@@ -37,8 +40,10 @@ enum Expect {
     Query { command: Option<Arc<Command>>, approval_id: Option<String>, denied: Option<Arc<ErrorFields>>, started: Instant, index: usize },
     Parse { denied: Option<Arc<ErrorFields>> },
     Bind { denied: Option<Arc<ErrorFields>> },
-    Describe { denied: Option<Arc<ErrorFields>> },
-    Execute { command: Option<Arc<Command>>, approval_id: Option<String>, params_digest: Option<String>, denied: Option<Arc<ErrorFields>>, started: Instant },
+    /// `portal` names the portal for a portal Describe; `internal` marks one the gateway
+    /// sent itself to learn a result's columns (its answer is not forwarded).
+    Describe { denied: Option<Arc<ErrorFields>>, portal: Option<String>, internal: bool },
+    Execute { command: Option<Arc<Command>>, approval_id: Option<String>, params_digest: Option<String>, denied: Option<Arc<ErrorFields>>, started: Instant, portal: String },
     Close,
     Sync,
     /// The frontend loop hit a protocol violation: send this FATAL and end the session.
@@ -48,9 +53,25 @@ enum Expect {
 impl Expect {
     fn denied(&self) -> Option<&Arc<ErrorFields>> {
         match self {
-            Expect::Query { denied, .. } | Expect::Parse { denied } | Expect::Bind { denied } | Expect::Describe { denied } | Expect::Execute { denied, .. } => denied.as_ref(),
+            Expect::Query { denied, .. } | Expect::Parse { denied } | Expect::Bind { denied } | Expect::Describe { denied, .. } | Expect::Execute { denied, .. } => denied.as_ref(),
             _ => None,
         }
+    }
+
+    /// The audit record of a finished (or failed) Query statement or Execute.
+    fn record(&mut self, rows: Option<i64>, error_code: Option<String>, masked: &MaskCounts) -> Option<CommandRecord> {
+        let (cmd, approval_id, params_digest, started, statement_index) = match self {
+            Expect::Execute { command: Some(cmd), approval_id, params_digest, started, .. } => (cmd, approval_id.take(), params_digest.take(), started, None),
+            Expect::Query { command: Some(cmd), approval_id, started, index, .. } => {
+                let multi = cmd.verdict.classification.as_ref().is_some_and(|c| c.statements.len() > 1);
+                let i = *index;
+                *index += 1;
+                (cmd, approval_id.clone(), None, started, multi.then_some(i))
+            }
+            _ => return None,
+        };
+        let masked = masked.iter().filter(|(_, n)| *n > 0).map(|(k, n)| (k.to_string(), n)).collect();
+        Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index, params_digest, rows, duration: Some(started.elapsed()), error_code, approval_id, masked })
     }
 
     fn is_extended(&self) -> bool {
@@ -76,12 +97,14 @@ fn unix_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
 }
 
-pub async fn run<G: Gatekeeper>(gate: Arc<G>, grant: Arc<SessionGrant>, client: BoxStream, client_buf: BytesMut, upstream: BoxStream, upstream_buf: BytesMut, limits: SessionLimits) -> String {
+#[allow(clippy::too_many_arguments)]
+pub async fn run<G: Gatekeeper>(gate: Arc<G>, grant: Arc<SessionGrant>, client: BoxStream, client_buf: BytesMut, upstream: BoxStream, upstream_buf: BytesMut, limits: SessionLimits, catalog: Arc<Catalog>) -> String {
     let (client_rd, client_wr) = tokio::io::split(client);
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut frontend = Frontend { gate: gate.clone(), grant: grant.clone(), tx, statements: HashMap::new(), portals: HashMap::new(), cache: HashMap::new(), limits };
-    let mut backend = Backend { gate, grant, rx, pending: VecDeque::new(), out: BytesMut::with_capacity(FLUSH_AT), limits };
+    let masking = gate.masker(&grant).map(|masker| ResultMasking { masker, catalog });
+    let mut frontend = Frontend { gate: gate.clone(), grant: grant.clone(), tx, statements: HashMap::new(), portals: HashMap::new(), described: HashSet::new(), cache: HashMap::new(), limits, masking: masking.is_some() };
+    let mut backend = Backend { gate, grant, rx, pending: VecDeque::new(), out: BytesMut::with_capacity(FLUSH_AT), limits, masking, query_plan: None, portal_plans: HashMap::new(), masked: MaskCounts::default() };
     let mut front_task = tokio::spawn(async move { frontend.run(client_rd, client_buf, upstream_wr).await });
     tokio::select! {
         reason = backend.run(upstream_rd, upstream_buf, client_wr) => { front_task.abort(); reason }
@@ -97,6 +120,10 @@ struct Frontend<G: Gatekeeper> {
     portals: HashMap<String, (Arc<Command>, String)>,
     cache: HashMap<Arc<str>, Arc<Command>>,
     limits: SessionLimits,
+    /// Portals whose result columns the backend loop knows (described since their Bind).
+    described: HashSet<String>,
+    /// Whether results are masked, so every Execute needs its columns described.
+    masking: bool,
 }
 
 impl<G: Gatekeeper> Frontend<G> {
@@ -189,7 +216,7 @@ impl<G: Gatekeeper> Frontend<G> {
     fn record_denial(&self, cmd: &Command, params_digest: Option<String>) {
         let gate = self.gate.clone();
         let grant = self.grant.clone();
-        let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest, rows: None, duration: None, error_code: None, approval_id: None };
+        let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest, rows: None, duration: None, error_code: None, approval_id: None, masked: Vec::new() };
         tokio::spawn(async move {
             let _ = gate.record(&grant, rec, false).await;
         });
@@ -231,6 +258,7 @@ impl<G: Gatekeeper> Frontend<G> {
                 self.statements.insert(statement, cmd);
             }
             FrontendMessage::Bind { portal, statement, params } => {
+                self.described.remove(&portal);
                 let digest = params_digest(&params);
                 match self.statements.get(&statement).cloned() {
                     Some(cmd) => {
@@ -256,7 +284,11 @@ impl<G: Gatekeeper> Frontend<G> {
             FrontendMessage::Describe { kind, ref name } => {
                 let known = if kind == b'S' { self.statements.get(name).cloned() } else { self.portals.get(name).map(|(c, _)| c.clone()) };
                 let denied = known.filter(|c| c.verdict.decision.effect == Effect::Deny).map(|c| Arc::new(denial_error(&c.verdict)));
-                self.expect(Expect::Describe { denied });
+                let portal = (kind == b'P').then(|| name.clone());
+                if let Some(p) = &portal {
+                    self.described.insert(p.clone());
+                }
+                self.expect(Expect::Describe { denied, portal, internal: false });
                 frame.encode(out);
             }
             FrontendMessage::Execute { portal, .. } => match self.portals.get(&portal).cloned() {
@@ -264,17 +296,23 @@ impl<G: Gatekeeper> Frontend<G> {
                     let cmd = self.current(&cmd);
                     match self.admit(&cmd, Some(&digest)).await {
                         Ok(approval_id) => {
-                            self.expect(Expect::Execute { command: Some(cmd), approval_id, params_digest: Some(digest), denied: None, started: now });
+                            if self.masking && self.described.insert(portal.clone()) {
+                                // The client did not ask for the result's columns; the masker
+                                // must know them before the first row.
+                                self.expect(Expect::Describe { denied: None, portal: Some(portal.clone()), internal: true });
+                                frontend::describe_portal(&portal).encode(out);
+                            }
+                            self.expect(Expect::Execute { command: Some(cmd), approval_id, params_digest: Some(digest), denied: None, started: now, portal });
                             frame.encode(out);
                         }
                         Err(error) => {
-                            self.expect(Expect::Execute { command: None, approval_id: None, params_digest: None, denied: Some(error), started: now });
+                            self.expect(Expect::Execute { command: None, approval_id: None, params_digest: None, denied: Some(error), started: now, portal });
                             frontend::execute(DENIED_NAME).encode(out);
                         }
                     }
                 }
                 None => {
-                    self.expect(Expect::Execute { command: None, approval_id: None, params_digest: None, denied: None, started: now });
+                    self.expect(Expect::Execute { command: None, approval_id: None, params_digest: None, denied: None, started: now, portal });
                     frame.encode(out);
                 }
             },
@@ -283,12 +321,14 @@ impl<G: Gatekeeper> Frontend<G> {
                     self.statements.remove(&name);
                 } else {
                     self.portals.remove(&name);
+                    self.described.remove(&name);
                 }
                 self.expect(Expect::Close);
                 frame.encode(out);
             }
             FrontendMessage::Sync => {
                 self.portals.retain(|name, _| !name.is_empty());
+                self.described.remove("");
                 self.expect(Expect::Sync);
                 frame.encode(out);
             }
@@ -337,6 +377,13 @@ struct Backend<G: Gatekeeper> {
     pending: VecDeque<Expect>,
     out: BytesMut,
     limits: SessionLimits,
+    masking: Option<ResultMasking>,
+    /// The plan of the simple-protocol result being streamed.
+    query_plan: Option<Arc<RowPlan>>,
+    /// Plans of portals, from their Describe (the client's or the gateway's own).
+    portal_plans: HashMap<String, Arc<RowPlan>>,
+    /// Values masked so far in the current command.
+    masked: MaskCounts,
 }
 
 enum Step {
@@ -448,14 +495,21 @@ impl<G: Gatekeeper> Backend<G> {
                     self.pending.pop_front();
                 }
             }
-            b'1' | b'2' | b'3' | b'n' => {
+            b'1' | b'2' | b'3' => {
                 self.pending.pop_front();
             }
-            b'T' => {
-                if matches!(self.pending.front(), Some(Expect::Describe { .. })) {
-                    self.pending.pop_front();
+            b'n' => {
+                if let Some(Expect::Describe { portal, internal, .. }) = self.pending.pop_front() {
+                    if let Some(p) = portal {
+                        self.portal_plans.remove(&p);
+                    }
+                    if internal {
+                        return Step::Continue;
+                    }
                 }
             }
+            b'T' => return self.on_row_description(frame).await,
+            b'D' => return self.on_data_row(frame),
             b'C' | b'I' | b's' => {
                 let rows = if frame.tag == b'C' { backend::command_rows(&frame.body) } else { None };
                 if let Err(e) = self.on_complete(rows).await {
@@ -472,22 +526,88 @@ impl<G: Gatekeeper> Backend<G> {
         Step::Continue
     }
 
+    /// Plans masking for the result this RowDescription announces, and forwards it (with
+    /// retyped columns where masked values cannot keep their type) unless the gateway asked.
+    async fn on_row_description(&mut self, frame: Frame) -> Step {
+        let describe = match self.pending.front() {
+            Some(Expect::Describe { portal, internal, .. }) => Some((portal.clone(), *internal)),
+            _ => None,
+        };
+        if describe.is_some() {
+            self.pending.pop_front();
+        }
+        let mut forward = frame.clone();
+        if let Some(masking) = &self.masking {
+            let plan = match masking.plan(&frame.body).await {
+                Ok(p) => Arc::new(p),
+                Err(e) => {
+                    tracing::error!(session = %self.grant.session_id, error = %e, "cannot plan result masking");
+                    let f = ErrorFields::fatal("58030", "warden: the result cannot be checked for sensitive data, so it is withheld (fail closed)");
+                    f.frame().encode(&mut self.out);
+                    return Step::End(f.message);
+                }
+            };
+            if let Some(d) = &plan.description {
+                forward = Frame::new(b'T', d.clone());
+            }
+            match &describe {
+                Some((Some(portal), _)) => {
+                    self.portal_plans.insert(portal.clone(), plan);
+                }
+                Some((None, _)) => {}
+                None => self.query_plan = Some(plan),
+            }
+        }
+        if !matches!(describe, Some((_, true))) {
+            forward.encode(&mut self.out);
+        }
+        Step::Continue
+    }
+
+    fn on_data_row(&mut self, frame: Frame) -> Step {
+        let Some(masking) = &self.masking else {
+            frame.encode(&mut self.out);
+            return Step::Continue;
+        };
+        let plan = match self.pending.front() {
+            Some(Expect::Execute { portal, .. }) => self.portal_plans.get(portal),
+            Some(Expect::Query { .. }) => self.query_plan.as_ref(),
+            _ => None,
+        };
+        let Some(plan) = plan else {
+            let f = ErrorFields::fatal("58030", "warden: a result arrived whose columns are unknown, so it cannot be checked for sensitive data (fail closed)");
+            f.frame().encode(&mut self.out);
+            return Step::End(f.message);
+        };
+        match masking.mask_row(plan, &frame.body) {
+            Ok((masked, counts)) => {
+                self.masked.merge(&counts);
+                match masked {
+                    Some(body) => Frame::new(b'D', body).encode(&mut self.out),
+                    None => frame.encode(&mut self.out),
+                }
+                Step::Continue
+            }
+            Err(e) => {
+                tracing::error!(session = %self.grant.session_id, error = %e, "cannot mask a row");
+                let f = ErrorFields::fatal("58030", "warden: a result row could not be checked for sensitive data, so the result is withheld (fail closed)");
+                f.frame().encode(&mut self.out);
+                Step::End(f.message)
+            }
+        }
+    }
+
     async fn on_complete(&mut self, rows: Option<i64>) -> Result<(), ClientError> {
+        let masked = std::mem::take(&mut self.masked);
         let record = match self.pending.front_mut() {
-            Some(Expect::Execute { command: Some(cmd), approval_id, params_digest, started, .. }) => {
-                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows, duration: Some(started.elapsed()), error_code: None, approval_id: approval_id.take() };
+            Some(e @ Expect::Execute { .. }) => {
+                let rec = e.record(rows, None, &masked);
                 self.pending.pop_front();
-                Some(rec)
+                rec
             }
-            Some(Expect::Execute { .. }) => {
-                self.pending.pop_front();
-                None
-            }
-            Some(Expect::Query { command: Some(cmd), approval_id, started, index, .. }) => {
-                let multi = cmd.verdict.classification.as_ref().is_some_and(|c| c.statements.len() > 1);
-                let rec = CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows, duration: Some(started.elapsed()), error_code: None, approval_id: approval_id.clone() };
-                *index += 1;
-                Some(rec)
+            Some(e @ Expect::Query { .. }) => {
+                self.query_plan = None;
+                e.record(rows, None, &masked)
             }
             _ => None,
         };
@@ -509,15 +629,8 @@ impl<G: Gatekeeper> Backend<G> {
         match front.denied() {
             Some(error) => error.frame().encode(&mut self.out),
             None => {
-                let record = match front {
-                    Expect::Execute { command: Some(cmd), approval_id, params_digest, started, .. } => Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: None, params_digest: params_digest.take(), rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()), approval_id: approval_id.take() }),
-                    Expect::Query { command: Some(cmd), approval_id, started, index, .. } => {
-                        let multi = cmd.verdict.classification.as_ref().is_some_and(|c| c.statements.len() > 1);
-                        Some(CommandRecord { sql: cmd.sql.clone(), verdict: cmd.verdict.clone(), statement_index: multi.then_some(*index), params_digest: None, rows: None, duration: Some(started.elapsed()), error_code: Some(fields.code.clone()), approval_id: approval_id.clone() })
-                    }
-                    _ => None,
-                };
-                if let Some(rec) = record {
+                let masked = std::mem::take(&mut self.masked);
+                if let Some(rec) = front.record(None, Some(fields.code.clone()), &masked) {
                     let _ = self.gate.record(&self.grant, rec, false).await;
                 }
                 frame.encode(&mut self.out);

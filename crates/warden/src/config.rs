@@ -27,6 +27,10 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub approvals: Approvals,
+    /// Masking of sensitive values in results (detectors, column rules, methods). Absent:
+    /// results pass unmasked.
+    #[serde(default)]
+    pub masking: Option<warden_mask::MaskConfig>,
     /// SCIM 2.0 provisioning (`/scim/v2`); absent: every SCIM call is refused.
     #[serde(default)]
     pub scim: Option<ScimConfig>,

@@ -36,6 +36,7 @@ pub struct WardenGate {
     epoch: AtomicU64,
     sessions: Mutex<HashMap<String, LiveSession>>,
     notifier: Notifier,
+    masker: Option<Arc<warden_mask::Masker>>,
     approval_timeout: Duration,
     resume_lifetime: Duration,
     graphs: crate::graphs::GraphGate,
@@ -90,6 +91,10 @@ impl WardenGate {
             epoch: AtomicU64::new(1),
             sessions: Mutex::new(HashMap::new()),
             notifier: Notifier::new(config.approvals.webhook_url.clone(), config.webhook_secret()?),
+            masker: match &config.masking {
+                Some(m) => Some(Arc::new(warden_mask::Masker::new(m).map_err(|e| anyhow::anyhow!("masking: {e}"))?)),
+                None => None,
+            },
             approval_timeout: config.approvals.timeout,
             resume_lifetime: config.approvals.resume_lifetime,
             graphs: crate::graphs::GraphGate::new(config.graphs.require_approved_version),
@@ -360,6 +365,10 @@ impl Gatekeeper for WardenGate {
         if let Some(id) = record.approval_id {
             ev.extra.insert("approval_id".into(), id.into());
         }
+        if !record.masked.is_empty() {
+            let counts: serde_json::Map<String, serde_json::Value> = record.masked.into_iter().map(|(k, n)| (k, n.into())).collect();
+            ev.extra.insert("masked".into(), counts.into());
+        }
         if durable {
             self.audit.record(ev).await.map(|_| ()).map_err(|e| {
                 tracing::error!(error = %e, "durable audit write failed; withholding the result");
@@ -466,6 +475,20 @@ impl Gatekeeper for WardenGate {
                 other => return refuse(format!("warden: approval {} is {}; the statement did not run", rec.id, other.as_str())),
             }
         }
+    }
+
+    fn masker(&self, session: &SessionGrant) -> Option<Arc<warden_mask::Masker>> {
+        let masker = self.masker.clone()?;
+        // Clear access is itself a privilege: one decision per session, audited when granted.
+        let unmask = Classification { statements: vec![warden_core::StatementClass { text: "<unmask>".into(), accesses: vec![warden_core::Access { action: warden_core::Action::Unmask, object: None }] }] };
+        let decision = self.policy.decide(&session.identity, &unmask, &RequestContext { now_unix: now_unix(), grants: Vec::new() });
+        if decision.allowed() {
+            let mut ev = self.event(session, "unmask", "allow");
+            ev.policy_ids = decision.policy_ids;
+            let _ = self.audit.record_nowait(ev);
+            return None;
+        }
+        Some(masker)
     }
 
     fn session_ended(&self, session: &SessionGrant, reason: &str) {

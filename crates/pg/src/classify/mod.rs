@@ -30,6 +30,8 @@
 
 #[rustfmt::skip]
 mod visit;
+pub mod columns;
+pub use columns::{column_uses, ColumnUse};
 
 use std::collections::HashSet;
 
