@@ -137,6 +137,18 @@ impl WardenGate {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Ends every live session (gateway shutdown) and waits up to `grace` for them to
+    /// record their close events.
+    pub async fn end_all_sessions(&self, reason: &str, grace: Duration) {
+        for s in self.sessions.lock().unwrap().values() {
+            s.revoke.send_replace(Some(reason.to_string()));
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.sessions.lock().unwrap().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Polls the store's revocation epoch and the audit log's health.
     pub async fn watch(self: Arc<Self>, every: Duration) {
         let mut last_epoch = None;
@@ -318,6 +330,10 @@ impl Gatekeeper for WardenGate {
                     .into_iter()
                     .map(|g| ActiveGrant { id: g.id, node: g.node, run: g.run, actions: g.actions, objects: g.objects, expires_at: g.expires_at })
                     .collect();
+                if self.masker.is_some() && c.actions().contains(&warden_core::Action::CopyTo) {
+                    // COPY streams rows as CopyData, which the masker does not rewrite.
+                    return Arc::new(Verdict { classification: Some(c.clone()), decision: Decision::deny_without_policy("warden: COPY ... TO is refused while results are masked (its rows would bypass masking); use SELECT") });
+                }
                 let decision = self.policy.decide(id, c, &RequestContext { now_unix: now, grants });
                 let decision = self.graphs.cap_to_approved_manifest(self.store.as_ref(), id, c, decision);
                 Verdict { decision, classification: Some(c.clone()) }

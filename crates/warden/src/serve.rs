@@ -59,6 +59,7 @@ async fn serve(config: Config) -> Result<()> {
         r = pg => tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "postgres listener stopped"),
         r = admin => tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "admin API stopped"),
     }
+    gate.end_all_sessions("the gateway is shutting down", Duration::from_secs(2)).await;
     audit.shutdown().await;
     Ok(())
 }
