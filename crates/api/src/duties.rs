@@ -44,6 +44,13 @@ pub fn check_decider(store: &dyn Store, approvers: &[String], role_approver: boo
     if is_agent {
         return Err(format!("{who} is an agent; agents can never approve"));
     }
+    if who == d.owner.to_ascii_lowercase() {
+        return Err(format!("{who} owns agent {:?} and cannot approve its {}", d.agent, d.what));
+    }
+    let submitter = d.submitted_by.to_ascii_lowercase();
+    if who == submitter || submitter == format!("agent:{who}") {
+        return Err(format!("{who} submitted {} and cannot approve it", d.what));
+    }
     if !role_approver && !approvers.contains(&who) {
         return Err(format!("{who} is not an approver (add them to approvals.approvers, or map their IdP group to the approver role)"));
     }
@@ -51,13 +58,6 @@ pub fn check_decider(store: &dyn Store, approvers: &[String], role_approver: boo
         Some(h) if h.status == HumanStatus::Active => {}
         Some(_) => return Err(format!("{who} is deactivated")),
         None => return Err(format!("{who} is not a known human (warden human activate {who})")),
-    }
-    if who == d.owner.to_ascii_lowercase() {
-        return Err(format!("{who} owns agent {:?} and cannot approve its {}", d.agent, d.what));
-    }
-    let submitter = d.submitted_by.to_ascii_lowercase();
-    if who == submitter || submitter == format!("agent:{who}") {
-        return Err(format!("{who} submitted {} and cannot approve it", d.what));
     }
     Ok(who)
 }

@@ -96,7 +96,7 @@ impl IdentityStore for SqliteStore {
         self.with_conn(|c| {
             let filter = "WHERE (?1 IS NULL OR u.email = ?1) AND (?2 IS NULL OR u.external_id = ?2)";
             let total: i64 = c.query_row(&format!("SELECT count(*) FROM scim_users u {filter}"), params![user_name, external_id], |r| r.get(0))?;
-            let mut st = c.prepare(&format!("{USER_SELECT} {filter} ORDER BY u.created_at, u.id LIMIT ?3 OFFSET ?4"))?;
+            let mut st = c.prepare(&format!("{USER_SELECT} {filter} ORDER BY u.rowid LIMIT ?3 OFFSET ?4"))?;
             let rows = st.query_map(params![user_name, external_id, limit.min(1000), offset], user_from_row)?;
             Ok((total as u64, rows.collect::<rusqlite::Result<_>>()?))
         })
@@ -154,7 +154,7 @@ impl IdentityStore for SqliteStore {
     fn scim_groups(&self, display_name: Option<&str>, offset: u32, limit: u32) -> Result<(u64, Vec<ScimGroup>)> {
         self.with_conn(|c| {
             let total: i64 = c.query_row("SELECT count(*) FROM scim_groups WHERE (?1 IS NULL OR display_name = ?1)", params![display_name], |r| r.get(0))?;
-            let mut st = c.prepare(&format!("{GROUP_SELECT} WHERE (?1 IS NULL OR display_name = ?1) ORDER BY created_at, id LIMIT ?2 OFFSET ?3"))?;
+            let mut st = c.prepare(&format!("{GROUP_SELECT} WHERE (?1 IS NULL OR display_name = ?1) ORDER BY rowid LIMIT ?2 OFFSET ?3"))?;
             let rows = st.query_map(params![display_name, limit.min(1000), offset], group_from_row)?;
             Ok((total as u64, rows.collect::<rusqlite::Result<_>>()?))
         })

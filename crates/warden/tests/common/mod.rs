@@ -480,3 +480,156 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+// ---- identity lifecycle helpers (issue 11) ----
+
+/// An HTTP/1.1 request with extra headers and an optional body; returns (status, body).
+pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    tcp.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    tcp.read_to_string(&mut resp).unwrap();
+    let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad HTTP response {resp:?}"));
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+/// Undoes `Transfer-Encoding: chunked` if the body looks chunked (axum chunks some bodies).
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let Some((size, after)) = rest.split_once("\r\n") else { return body.to_string() };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { return body.to_string() };
+        if n == 0 {
+            return out;
+        }
+        if after.len() < n {
+            return body.to_string();
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+}
+
+pub fn base64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..=chunk.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A test OIDC identity provider on loopback: discovery at
+/// `{issuer}/.well-known/openid-configuration`, JWKS at `{issuer}/jwks`, Ed25519 keys
+/// generated here. Keys can be added later (rotation); `jwks_fetches` counts JWKS requests.
+pub struct TestIdp {
+    pub issuer: String,
+    keys: Arc<Mutex<Vec<(String, ed25519_dalek::SigningKey)>>>,
+    pub jwks_fetches: Arc<AtomicU32>,
+}
+
+impl TestIdp {
+    pub fn start() -> TestIdp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let idp = TestIdp { issuer: issuer.clone(), keys: Arc::new(Mutex::new(Vec::new())), jwks_fetches: Arc::new(AtomicU32::new(0)) };
+        idp.add_key("k1");
+        let (keys, fetches) = (idp.keys.clone(), idp.jwks_fetches.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !contains_bytes(&buf, b"\r\n\r\n") {
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let req = String::from_utf8_lossy(&buf);
+                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let body = if path == "/.well-known/openid-configuration" {
+                    serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks"), "id_token_signing_alg_values_supported": ["EdDSA"]}).to_string()
+                } else if path == "/jwks" {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    let keys: Vec<_> = keys.lock().unwrap().iter().map(|(kid, k)| serde_json::json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid, "x": base64url(k.verifying_key().as_bytes())})).collect();
+                    serde_json::json!({"keys": keys}).to_string()
+                } else {
+                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    continue;
+                };
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            }
+        });
+        idp
+    }
+
+    /// Publishes a new signing key under `kid` (key rotation).
+    pub fn add_key(&self, kid: &str) {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        self.keys.lock().unwrap().push((kid.to_string(), key));
+    }
+
+    /// A JWT signed by the published key `kid`.
+    pub fn token(&self, kid: &str, claims: &serde_json::Value) -> String {
+        let key = self.keys.lock().unwrap().iter().find(|(k, _)| k == kid).map(|(_, k)| k.clone()).expect("no such kid");
+        sign_jwt(&key, kid, claims)
+    }
+
+    /// Standard claims for `email`, valid for `ttl_secs` from now (negative: expired).
+    pub fn claims(&self, email: &str, audience: &str, groups: &[&str], ttl_secs: i64) -> serde_json::Value {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        serde_json::json!({"iss": self.issuer, "sub": format!("sub-{email}"), "aud": audience, "email": email, "groups": groups, "iat": now - 10, "exp": now + ttl_secs})
+    }
+
+    /// The `[oidc]` section pointing at this IdP (discovery; no jwks_url).
+    pub fn config_toml(&self, audience: &str) -> String {
+        format!("[oidc]\nissuer = \"{}\"\naudience = [\"{audience}\"]\nclock_skew = \"5s\"\njwks_min_refresh = \"1s\"\n[oidc.roles]\napprover = [\"warden-approvers\"]\nadmin = [\"warden-admins\"]\n", self.issuer)
+    }
+}
+
+/// Signs an EdDSA JWT with any key (e.g. one the IdP never published: a wrong signature).
+pub fn sign_jwt(key: &ed25519_dalek::SigningKey, kid: &str, claims: &serde_json::Value) -> String {
+    use ed25519_dalek::Signer;
+    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
+    let input = format!("{}.{}", base64url(header.to_string().as_bytes()), base64url(claims.to_string().as_bytes()));
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", base64url(&sig.to_bytes()))
+}
+
+pub const SCIM_TOKEN: &str = "scim-test-token-0123456789abcdef";
+
+/// SCIM request with the test bearer token and `application/scim+json`.
+pub fn scim(gw: &Gateway, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {SCIM_TOKEN}");
+    let text = body.map(|b| b.to_string());
+    let (status, body) = http_request(gw.admin_port, method, path, &[("Authorization", &auth), ("Content-Type", "application/scim+json")], text.as_deref());
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+}
+
+/// A JSON API call with an optional bearer token.
+pub fn api(gw: &Gateway, method: &str, path: &str, bearer: Option<&str>, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    let text = body.map(|b| b.to_string());
+    let (status, body) = http_request(gw.admin_port, method, path, &headers, text.as_deref());
+    (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+}
