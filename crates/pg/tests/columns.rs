@@ -80,8 +80,14 @@ fn aliased_qualified_column_is_direct_on_the_aliased_table() {
         "SELECT public.customers.card_number FROM public.customers",
         Some("card_number"),
     );
-    direct("SELECT customers.card_number FROM customers", Some("card_number"));
-    direct("SELECT DISTINCT card_number FROM customers", Some("card_number"));
+    direct(
+        "SELECT customers.card_number FROM customers",
+        Some("card_number"),
+    );
+    direct(
+        "SELECT DISTINCT card_number FROM customers",
+        Some("card_number"),
+    );
 }
 
 #[test]
@@ -245,7 +251,8 @@ fn unqualified_column_with_two_tables_names_both() {
 
 #[test]
 fn join_output_is_direct_and_join_condition_is_not() {
-    let u = uses("SELECT o.id, c.card_number FROM orders o JOIN customers c ON c.id = o.customer_id");
+    let u =
+        uses("SELECT o.id, c.card_number FROM orders o JOIN customers c ON c.id = o.customer_id");
     let get = |table: &str, col: &str| -> Vec<&ColumnUse> { of(&u, table, Some(col)) };
     let card = get(CUSTOMERS, "card_number");
     assert_eq!(card.len(), 1);
@@ -395,7 +402,10 @@ fn unresolved_qualifiers_fail_closed() {
     assert!(u.iter().all(|c| !c.direct_output), "{u:?}");
     // `c.card_number.x` is a field of the column: an expression over it.
     let u = uses("SELECT c.card_number.x FROM customers c");
-    not_direct("SELECT c.card_number.x FROM customers c", Some("card_number"));
+    not_direct(
+        "SELECT c.card_number.x FROM customers c",
+        Some("card_number"),
+    );
     assert!(u.iter().all(|c| !c.direct_output), "{u:?}");
 }
 
@@ -419,7 +429,9 @@ fn deep_nesting_never_panics() {
         ") x".repeat(200)
     );
     match column_uses(&sql) {
-        Ok(u) => assert!(u.iter().any(|c| !c.direct_output && c.tables == vec![CUSTOMERS])),
+        Ok(u) => assert!(u
+            .iter()
+            .any(|c| !c.direct_output && c.tables == vec![CUSTOMERS])),
         Err(e) => assert!(
             matches!(e, ClassifyError::TooComplex | ClassifyError::Syntax(_)),
             "{e:?}"
@@ -432,13 +444,71 @@ fn deep_nesting_never_panics() {
 #[test]
 fn token_soup_never_panics() {
     const TOKENS: &[&str] = &[
-        "SELECT", "*", "FROM", "t", "s.t", "c", "c.*", "c.a", "a", "s.t.a", "x.y.z.w", "WITH",
-        "x", "AS", "(", ")", ",", ";", "DELETE", "INSERT", "INTO", "VALUES", "UPDATE", "SET",
-        "=", "1", "'a'", "WHERE", "RETURNING", "UNION", "ALL", "JOIN", "ON", "USING", "f(",
-        "row_to_json(", "COPY", "TO", "STDOUT", "PREPARE", "p", "EXPLAIN", "DECLARE", "CURSOR",
-        "FOR", "TABLE", "CREATE", "MERGE", "WHEN", "MATCHED", "THEN", "LATERAL", "::text", "||",
-        "ORDER", "BY", "GROUP", "RECURSIVE", "excluded.a", "old.a", "ROWS FROM(", "EXISTS",
-        "CONFLICT", "DO", "NOTHING",
+        "SELECT",
+        "*",
+        "FROM",
+        "t",
+        "s.t",
+        "c",
+        "c.*",
+        "c.a",
+        "a",
+        "s.t.a",
+        "x.y.z.w",
+        "WITH",
+        "x",
+        "AS",
+        "(",
+        ")",
+        ",",
+        ";",
+        "DELETE",
+        "INSERT",
+        "INTO",
+        "VALUES",
+        "UPDATE",
+        "SET",
+        "=",
+        "1",
+        "'a'",
+        "WHERE",
+        "RETURNING",
+        "UNION",
+        "ALL",
+        "JOIN",
+        "ON",
+        "USING",
+        "f(",
+        "row_to_json(",
+        "COPY",
+        "TO",
+        "STDOUT",
+        "PREPARE",
+        "p",
+        "EXPLAIN",
+        "DECLARE",
+        "CURSOR",
+        "FOR",
+        "TABLE",
+        "CREATE",
+        "MERGE",
+        "WHEN",
+        "MATCHED",
+        "THEN",
+        "LATERAL",
+        "::text",
+        "||",
+        "ORDER",
+        "BY",
+        "GROUP",
+        "RECURSIVE",
+        "excluded.a",
+        "old.a",
+        "ROWS FROM(",
+        "EXISTS",
+        "CONFLICT",
+        "DO",
+        "NOTHING",
     ];
     let mut seed: u64 = 0xc01;
     let mut next = || {
@@ -456,4 +526,58 @@ fn token_soup_never_panics() {
         }
     }
     assert!(accepted > 0);
+}
+
+#[test]
+fn join_merged_columns_are_not_plain_columns() {
+    // FULL JOIN USING outputs COALESCE(a.x, b.x): PostgreSQL names no origin for it.
+    let sql = "SELECT card_number FROM customers FULL JOIN archive USING (card_number)";
+    let u = uses(sql);
+    assert!(u.iter().all(|c| !c.direct_output), "{u:?}");
+    card_is_derived(sql);
+    // A star over it reports the merged column as a non-direct use; other columns stay
+    // direct (masked by their origin).
+    let u = uses("SELECT * FROM customers JOIN archive USING (card_number)");
+    card_is_derived("SELECT * FROM customers JOIN archive USING (card_number)");
+    assert!(
+        u.iter().any(|c| c.column.is_none() && c.direct_output),
+        "{u:?}"
+    );
+    // A side's own column, qualified, is still plain.
+    direct(
+        "SELECT c.card_number FROM customers c JOIN archive a USING (id)",
+        Some("card_number"),
+    );
+    // Through the join alias, the merged column is not plain.
+    card_is_derived("SELECT j.card_number FROM (customers JOIN archive USING (card_number)) j");
+    // NATURAL: any column may be merged.
+    for sql in [
+        "SELECT * FROM customers NATURAL FULL JOIN archive",
+        "SELECT card_number FROM customers NATURAL JOIN archive",
+    ] {
+        let u = uses(sql);
+        assert!(
+            of(&u, CUSTOMERS, None)
+                .iter()
+                .chain(of(&u, CUSTOMERS, Some("card_number")).iter())
+                .all(|c| !c.direct_output)
+                && !u.is_empty(),
+            "{sql}: {u:?}"
+        );
+    }
+}
+
+#[test]
+fn alias_column_lists_may_rename_any_column() {
+    // `x` is whatever customers' first column is, so it may be card_number.
+    let sql = "SELECT upper(x) FROM customers c(x)";
+    card_is_derived(sql);
+    // As a plain output it stays direct: the origin names the real column.
+    let u = uses("SELECT x FROM customers c(x)");
+    assert!(
+        of(&u, CUSTOMERS, None).iter().all(|c| c.direct_output),
+        "{u:?}"
+    );
+    assert!(!of(&u, CUSTOMERS, None).is_empty(), "{u:?}");
+    card_is_derived("SELECT upper(j.x) FROM (customers JOIN orders ON true) AS j(x)");
 }

@@ -27,6 +27,12 @@
 //! - `direct_output` is true only in the one structural position where it is sound (see
 //!   [`ColumnUse::direct_output`]); `SELECT INTO`, `EXPLAIN`, `PREPARE`, `DECLARE CURSOR`,
 //!   `CREATE ... AS`, views and DML never have direct outputs;
+//! - a column merged by `JOIN ... USING` / `NATURAL JOIN` (unqualified or through the join
+//!   alias) is a COALESCE or a coerced value, never a plain column: not direct (a star over
+//!   such a join reports each USING column as a non-direct use; over a NATURAL join the
+//!   star itself is not direct);
+//! - a name from an alias column list (`FROM customers c(x)`) may stand for any column of
+//!   the table, so it is also reported as a whole-row (`column: None`) use;
 //! - `COPY table TO` reports every column of the table (a star, or each listed column);
 //!   columns written (INSERT/UPDATE targets, `COPY FROM` column lists) are not reported as
 //!   uses, but every expression that reads a column is.
@@ -104,9 +110,23 @@ struct Entry {
     tables: Vec<String>,
     /// A subquery, CTE, function or other relation whose source is not known here.
     derived: bool,
-    /// Expanded by an unqualified `*` (false for join aliases and `excluded`/`old`/`new`,
-    /// which name relations already in the list).
+    /// Expanded by an unqualified `*` (false for join aliases, join markers and
+    /// `excluded`/`old`/`new`, which name relations already in the list).
     star: bool,
+    /// Column names given by an alias column list (`customers c(a, b)`): `a` is whatever the
+    /// first column is, so a reference to it may be any column of the table.
+    renamed: Vec<String>,
+    /// Columns merged by `JOIN ... USING (...)` under this entry: unqualified (or through
+    /// the join alias) they are a COALESCE or a coerced value, not a plain column.
+    using: Vec<String>,
+    /// A NATURAL join under this entry: any column may be merged.
+    natural: bool,
+}
+
+impl Entry {
+    fn merges(&self, col: &str) -> bool {
+        self.natural || self.using.iter().any(|u| u == col)
+    }
 }
 
 #[derive(Default)]
@@ -132,6 +152,16 @@ fn addr<T>(x: &T) -> usize {
 
 fn alias_name(a: Option<&protobuf::Alias>) -> Option<String> {
     a.map(|a| a.aliasname.clone()).filter(|n| !n.is_empty())
+}
+
+fn alias_columns(a: &protobuf::Alias) -> Vec<String> {
+    a.colnames
+        .iter()
+        .filter_map(|n| match &n.node {
+            Some(NodeEnum::String(s)) => Some(s.sval.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn derived(name: Option<String>) -> Entry {
@@ -160,13 +190,14 @@ impl Walker {
             qualified: alias.is_none().then(|| t.clone()),
             name: Some(alias.unwrap_or_else(|| r.relname.clone())),
             tables: vec![t],
-            derived: false,
             star: true,
+            renamed: r.alias.as_ref().map(alias_columns).unwrap_or_default(),
+            ..Entry::default()
         }
     }
 
     /// The names one FROM item puts in scope.
-    fn from_item(&mut self, n: &Node, out: &mut Vec<Entry>, depth: usize) {
+    fn add_from_item(&mut self, n: &Node, out: &mut Vec<Entry>, depth: usize) {
         if depth > MAX_DEPTH {
             self.too_deep = true;
             return;
@@ -182,13 +213,13 @@ impl Walker {
             NodeEnum::RangeTableFunc(f) => out.push(derived(alias_name(f.alias.as_ref()))),
             NodeEnum::JsonTable(f) => out.push(derived(alias_name(f.alias.as_ref()))),
             NodeEnum::RangeTableSample(s) => match &s.relation {
-                Some(r) => self.from_item(r, out, depth + 1),
+                Some(r) => self.add_from_item(r, out, depth + 1),
                 None => out.push(derived(None)),
             },
             NodeEnum::JoinExpr(j) => {
                 let start = out.len();
                 for side in [&j.larg, &j.rarg].into_iter().flatten() {
-                    self.from_item(side, out, depth + 1);
+                    self.add_from_item(side, out, depth + 1);
                 }
                 // `(a JOIN b) AS j` and `JOIN ... USING (x) AS j` name the joined tables.
                 let mut tables: Vec<String> = Vec::new();
@@ -198,13 +229,34 @@ impl Walker {
                     }
                 }
                 let any_derived = out[start..].iter().any(|e| e.derived);
+                let using: Vec<String> = j
+                    .using_clause
+                    .iter()
+                    .filter_map(|n| match &n.node {
+                        Some(NodeEnum::String(s)) => Some(s.sval.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                // Merged columns belong to the join, not to either side (a marker entry).
+                if j.is_natural || !j.using_clause.is_empty() {
+                    out.push(Entry {
+                        tables: tables.clone(),
+                        derived: any_derived,
+                        using: using.clone(),
+                        // A USING list this code cannot read merges unknown columns.
+                        natural: j.is_natural || using.len() != j.using_clause.len(),
+                        ..Entry::default()
+                    });
+                }
                 for a in [&j.alias, &j.join_using_alias].into_iter().flatten() {
                     out.push(Entry {
                         name: alias_name(Some(a)),
-                        qualified: None,
                         tables: tables.clone(),
                         derived: any_derived,
-                        star: false,
+                        renamed: alias_columns(a),
+                        using: using.clone(),
+                        natural: j.is_natural || using.len() != j.using_clause.len(),
+                        ..Entry::default()
                     });
                 }
             }
@@ -234,7 +286,7 @@ impl Walker {
             out.insert(0, t);
         }
         for n in from {
-            self.from_item(n, &mut out, 0);
+            self.add_from_item(n, &mut out, 0);
         }
         out
     }
@@ -281,20 +333,26 @@ impl Walker {
         self.scopes.pop();
     }
 
-    /// Every real table in every scope, innermost first, and whether any scope holds a
-    /// derived relation.
-    fn all_tables(&self) -> (Vec<String>, bool) {
+    /// Every entry of every scope, innermost first.
+    fn all_entries(&self) -> Vec<Entry> {
+        self.scopes.iter().rev().flatten().cloned().collect()
+    }
+
+    /// Every real table in every scope, innermost first.
+    fn all_tables(&self) -> Vec<String> {
         let mut tables: Vec<String> = Vec::new();
-        let mut any_derived = false;
-        for e in self.scopes.iter().rev().flatten() {
-            any_derived |= e.derived;
-            for t in &e.tables {
-                if !tables.contains(t) {
-                    tables.push(t.clone());
-                }
+        for t in self
+            .scopes
+            .iter()
+            .rev()
+            .flatten()
+            .flat_map(|e| e.tables.iter())
+        {
+            if !tables.contains(t) {
+                tables.push(t.clone());
             }
         }
-        (tables, any_derived)
+        tables
     }
 
     /// The entries of the innermost scope that has one matching `pred` (PostgreSQL resolves
@@ -341,6 +399,36 @@ impl Walker {
         });
     }
 
+    /// A named column resolved to `entries`. It is direct only if no join merges it, and a
+    /// name an alias column list gave may stand for any column of the table.
+    fn push_column(&mut self, entries: &[&Entry], col: &str, direct: bool) {
+        let direct = direct && !entries.iter().any(|e| e.merges(col));
+        self.push(entries, Some(col), direct);
+        let renamed: Vec<&Entry> = entries
+            .iter()
+            .copied()
+            .filter(|e| e.renamed.iter().any(|r| r == col))
+            .collect();
+        if !renamed.is_empty() {
+            self.push(&renamed, None, direct);
+        }
+    }
+
+    /// A star over `entries` (already those a `*` or `t.*` expands). Columns merged by a
+    /// join are not plain columns: each is reported as a non-direct use, and a NATURAL join
+    /// (unknown merged names) makes the whole star non-direct.
+    fn push_star(&mut self, entries: &[&Entry], markers: &[&Entry], direct: bool) {
+        let direct = direct && !markers.iter().any(|e| e.natural);
+        for e in entries {
+            self.push(&[e], None, direct);
+        }
+        for m in markers {
+            for u in &m.using {
+                self.push(&[m], Some(u), false);
+            }
+        }
+    }
+
     fn column_ref(&mut self, c: &protobuf::ColumnRef) {
         let direct = self.direct.contains(&addr(c));
         let mut parts: Vec<&str> = Vec::with_capacity(c.fields.len());
@@ -355,15 +443,10 @@ impl Walker {
         }
         if star {
             if parts.is_empty() {
-                let scope: Vec<Entry> = self
-                    .scopes
-                    .last()
-                    .map(|s| s.iter().filter(|e| e.star).cloned().collect())
-                    .unwrap_or_default();
-                for e in &scope {
-                    self.push(&[e], None, direct);
-                }
-                return;
+                let scope: Vec<Entry> = self.scopes.last().cloned().unwrap_or_default();
+                let stars: Vec<&Entry> = scope.iter().filter(|e| e.star).collect();
+                let markers: Vec<&Entry> = scope.iter().filter(|e| e.name.is_none()).collect();
+                return self.push_star(&stars, &markers, direct);
             }
             let found: Vec<Entry> = self.qualifier(&parts).into_iter().cloned().collect();
             if found.is_empty() {
@@ -371,16 +454,12 @@ impl Walker {
             }
             let refs: Vec<&Entry> = found.iter().collect();
             // `t.*` is a star as an output column, a whole-row value anywhere else.
-            return self.push(&refs, None, direct);
+            return self.push_star(&refs, &refs, direct);
         }
         if let [col] = parts.as_slice() {
-            let (tables, via_derived) = self.all_tables();
-            self.uses.push(ColumnUse {
-                tables,
-                column: Some((*col).to_string()),
-                direct_output: direct,
-                via_derived,
-            });
+            let all = self.all_entries();
+            let refs: Vec<&Entry> = all.iter().collect();
+            self.push_column(&refs, col, direct);
             // `SELECT c FROM customers c`: a whole-row value unless the table has a column c.
             let whole: Vec<Entry> = self.qualifier(&parts).into_iter().cloned().collect();
             if !whole.is_empty() {
@@ -398,7 +477,7 @@ impl Walker {
                 resolved = true;
                 let refs: Vec<&Entry> = found.iter().collect();
                 // A field of the column is an expression over it.
-                self.push(&refs, Some(parts[k]), direct && k + 1 == parts.len());
+                self.push_column(&refs, parts[k], direct && k + 1 == parts.len());
             }
         }
         if !resolved {
@@ -408,7 +487,7 @@ impl Walker {
 
     /// A qualifier that names nothing in scope: every part may be a column of any table.
     fn unresolved(&mut self, parts: &[&str], star: bool) {
-        let (tables, _) = self.all_tables();
+        let tables = self.all_tables();
         let mut names: Vec<Option<String>> = parts.iter().map(|p| Some(p.to_string())).collect();
         if star || names.is_empty() {
             names.push(None);
@@ -511,14 +590,16 @@ impl Visit for Walker {
             } else if addr(s) == w.root && s.into_clause.is_none() {
                 for t in &s.target_list {
                     if let Some(NodeEnum::ResTarget(r)) = &t.node {
-                        if let Some(NodeEnum::ColumnRef(c)) = r.val.as_ref().and_then(|v| v.node.as_ref()) {
+                        if let Some(NodeEnum::ColumnRef(c)) =
+                            r.val.as_ref().and_then(|v| v.node.as_ref())
+                        {
                             w.direct.insert(addr::<protobuf::ColumnRef>(c));
                         }
                     }
                 }
             }
             for f in &s.from_clause {
-                w.from_item(f, &mut entries, 0);
+                w.add_from_item(f, &mut entries, 0);
             }
             w.in_scope(entries, |w| visit::walk_select_stmt(w, s));
         });
