@@ -30,8 +30,12 @@ fn event(kind: &str, email: &str, via: &str) -> AuditEvent {
 pub async fn deactivate(state: &ApiState, email: &str, via: &str) -> Result<Deprovisioned, String> {
     let store = state.store.clone();
     let who = email.to_string();
+    let (s2, w2) = (store.clone(), who.clone());
+    let suspended = tokio::task::spawn_blocking(move || s2.deactivate_human(&w2)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    if let Some(hook) = state.identity.on_revocation.clone() {
+        tokio::task::spawn_blocking(move || hook());
+    }
     let result = tokio::task::spawn_blocking(move || -> warden_store::Result<Deprovisioned> {
-        let suspended = store.deactivate_human(&who)?;
         // Every agent the human owns, not only those this call suspended: one suspended
         // earlier may still hold approved-but-unused requests.
         let owned: Vec<String> = store.list_agents()?.into_iter().filter(|a| a.owner.eq_ignore_ascii_case(&who)).map(|a| a.name).collect();

@@ -39,6 +39,9 @@ pub struct IdentitySettings {
     pub approvers: duties::Approvers,
     /// Verifies humans' bearer tokens (`[oidc]`); None refuses human API calls.
     pub oidc: Option<Arc<oidc::OidcVerifier>>,
+    /// Called right after a deactivation is committed, so live sessions in this process end
+    /// at once instead of at the next epoch poll (other processes still see the epoch).
+    pub on_revocation: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -47,7 +47,7 @@ async fn serve(config: Config) -> Result<()> {
     );
     let pg_listener = tokio::net::TcpListener::bind(config.listen.postgres).await.with_context(|| format!("cannot listen on {} (listen.postgres)", config.listen.postgres))?;
     let admin_listener = tokio::net::TcpListener::bind(config.listen.admin).await.with_context(|| format!("cannot listen on {} (listen.admin)", config.listen.admin))?;
-    let api = warden_api::router(warden_api::ApiState { store, tokens, audit: audit.clone(), default_ttl: config.tokens.default_ttl, max_ttl: config.tokens.max_ttl, identity: identity_settings(&config)? });
+    let api = warden_api::router(warden_api::ApiState { store, tokens, audit: audit.clone(), default_ttl: config.tokens.default_ttl, max_ttl: config.tokens.max_ttl, identity: identity_settings(&config, gate.clone())? });
     tracing::info!(postgres = %pg_listener.local_addr()?, admin = %admin_listener.local_addr()?, data_dir = %data_dir.display(), targets = config.targets.len(), "warden listening");
 
     let pg = tokio::spawn(server.serve(pg_listener));
@@ -65,10 +65,11 @@ async fn serve(config: Config) -> Result<()> {
 }
 
 /// SCIM token, approvers and the OIDC verifier for the admin API (issue 11).
-fn identity_settings(config: &Config) -> Result<Arc<warden_api::IdentitySettings>> {
+fn identity_settings(config: &Config, gate: Arc<WardenGate>) -> Result<Arc<warden_api::IdentitySettings>> {
     let oidc = match &config.oidc {
         Some(o) => Some(Arc::new(warden_api::oidc::OidcVerifier::new(o.clone()).map_err(|e| anyhow::anyhow!(e))?)),
         None => None,
     };
-    Ok(Arc::new(warden_api::IdentitySettings { scim_token: config.scim_token()?, approvers: config.identity_approvers(), oidc }))
+    let on_revocation: Arc<dyn Fn() + Send + Sync> = Arc::new(move || gate.enforce_revocations());
+    Ok(Arc::new(warden_api::IdentitySettings { scim_token: config.scim_token()?, approvers: config.identity_approvers(), oidc, on_revocation: Some(on_revocation) }))
 }
