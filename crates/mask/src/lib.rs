@@ -327,6 +327,20 @@ impl Masker {
     /// Column rules matching `table.column`. With no known table (lineage
     /// could not name it), any rule whose column part matches applies: a rule
     /// is never dodged by hiding the table.
+    /// Whether some column rule covers this column. `column: None` asks about any column
+    /// of the table (a star or whole-row use); `table: None` means the table is unknown, so
+    /// any table's rule counts. The gateway uses this to refuse uses of protected columns
+    /// whose derivation it cannot follow.
+    pub fn rule_covers(&self, table: Option<&str>, column: Option<&str>) -> bool {
+        let table = table.map(str::to_ascii_lowercase);
+        let column = column.map(str::to_ascii_lowercase);
+        self.rules.iter().any(|(tp, cp, _)| {
+            let col_ok = column.as_ref().is_none_or(|c| glob(cp, c));
+            let table_ok = table.as_ref().is_none_or(|t| glob(tp, t) || t.rsplit_once('.').is_some_and(|(_, last)| glob(tp, last)));
+            col_ok && table_ok
+        })
+    }
+
     fn rule_for(&self, table: Option<&str>, column: &str) -> Option<MaskMethod> {
         let col = column.to_ascii_lowercase();
         let table = table.map(str::to_ascii_lowercase);

@@ -137,6 +137,50 @@ impl WardenGate {
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
+    fn active_grants(&self, id: &SessionIdentity) -> warden_store::Result<Vec<ActiveGrant>> {
+        Ok(self
+            .store
+            .active_grants(&id.agent, &id.target, now_unix())?
+            .into_iter()
+            .map(|g| ActiveGrant { id: g.id, node: g.node, run: g.run, actions: g.actions, objects: g.objects, expires_at: g.expires_at })
+            .collect())
+    }
+
+    /// Whether this session may see masked values in clear (policy or a JIT grant).
+    fn unmask_decision(&self, id: &SessionIdentity, grants: &[ActiveGrant]) -> Decision {
+        let unmask = Classification { statements: vec![warden_core::StatementClass { text: "<unmask>".into(), accesses: vec![warden_core::Access { action: warden_core::Action::Unmask, object: None }] }] };
+        self.policy.decide(id, &unmask, &RequestContext { now_unix: now_unix(), grants: grants.to_vec() })
+    }
+
+    /// A protected column may reach a masked session only as a plain output column, which
+    /// the row masker rewrites. Any other use (expressions, predicates, aggregates,
+    /// subqueries, set operations, whole-row values) could carry its value out in a form
+    /// the masker cannot recognise, so the statement is refused, naming the column.
+    fn protected_column_misuse(&self, id: &SessionIdentity, sql: &str, grants: &[ActiveGrant]) -> Option<Decision> {
+        let masker = self.masker.as_ref()?;
+        let uses = match warden_pg::classify::column_uses(sql) {
+            Ok(u) => u,
+            Err(e) => return Some(Decision::deny_without_policy(format!("warden: denied because column use could not be analysed ({e})"))),
+        };
+        let misuse = uses.iter().filter(|u| !u.direct_output).find_map(|u| {
+            let tables: Vec<Option<&str>> = if u.tables.is_empty() { vec![None] } else { u.tables.iter().map(|t| Some(t.as_str())).collect() };
+            tables.into_iter().find(|t| masker.rule_covers(*t, u.column.as_deref())).map(|t| match (t, &u.column) {
+                (Some(t), Some(c)) => format!("column {t}.{c}"),
+                (None, Some(c)) => format!("column {c}"),
+                (Some(t), None) => format!("a whole-row or star use of {t}, which has masked columns,"),
+                (None, None) => "a whole-row value with masked columns".to_string(),
+            })
+        })?;
+        if self.unmask_decision(id, grants).allowed() {
+            return None;
+        }
+        let node = id.node.as_deref().unwrap_or("-");
+        Some(Decision::deny_without_policy(format!(
+            "warden: {misuse} is masked for agent \"{}\" node \"{node}\": it may be selected as a plain column (its values arrive masked) but not used in expressions, predicates, aggregates, subqueries or set operations. Request access with: warden grant request --agent {} --node {node} --target {} --action unmask --for 15m --reason \"...\"",
+            id.agent, id.agent, id.target
+        )))
+    }
+
     /// Ends every live session (gateway shutdown) and waits up to `grace` for them to
     /// record their close events.
     pub async fn end_all_sessions(&self, reason: &str, grace: Duration) {
@@ -326,7 +370,7 @@ impl Gatekeeper for WardenGate {
                         return Arc::new(Verdict { classification: None, decision: Decision::deny_without_policy("warden: denied because grants cannot be read (store unavailable; fail closed)") });
                     }
                 };
-                let grants = grants
+                let grants: Vec<ActiveGrant> = grants
                     .into_iter()
                     .map(|g| ActiveGrant { id: g.id, node: g.node, run: g.run, actions: g.actions, objects: g.objects, expires_at: g.expires_at })
                     .collect();
@@ -334,7 +378,12 @@ impl Gatekeeper for WardenGate {
                     // COPY streams rows as CopyData, which the masker does not rewrite.
                     return Arc::new(Verdict { classification: Some(c.clone()), decision: Decision::deny_without_policy("warden: COPY ... TO is refused while results are masked (its rows would bypass masking); use SELECT") });
                 }
-                let decision = self.policy.decide(id, c, &RequestContext { now_unix: now, grants });
+                let decision = self.policy.decide(id, c, &RequestContext { now_unix: now, grants: grants.clone() });
+                if decision.effect != warden_core::Effect::Deny {
+                    if let Some(denial) = self.protected_column_misuse(id, sql, &grants) {
+                        return Arc::new(Verdict { classification: Some(c.clone()), decision: denial });
+                    }
+                }
                 let decision = self.graphs.cap_to_approved_manifest(self.store.as_ref(), id, c, decision);
                 Verdict { decision, classification: Some(c.clone()) }
             }
@@ -495,10 +544,10 @@ impl Gatekeeper for WardenGate {
 
     fn masker(&self, session: &SessionGrant) -> Option<Arc<warden_mask::Masker>> {
         let masker = self.masker.clone()?;
-        // Clear access is itself a privilege: one decision per session, audited when granted.
-        let unmask = Classification { statements: vec![warden_core::StatementClass { text: "<unmask>".into(), accesses: vec![warden_core::Access { action: warden_core::Action::Unmask, object: None }] }] };
-        let decision = self.policy.decide(&session.identity, &unmask, &RequestContext { now_unix: now_unix(), grants: Vec::new() });
+        let grants = self.active_grants(&session.identity).unwrap_or_default();
+        let decision = self.unmask_decision(&session.identity, &grants);
         if decision.allowed() {
+            // Clear access is itself a privilege: audited whenever a session gets it.
             let mut ev = self.event(session, "unmask", "allow");
             ev.policy_ids = decision.policy_ids;
             let _ = self.audit.record_nowait(ev);
