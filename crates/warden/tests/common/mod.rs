@@ -633,3 +633,19 @@ pub fn api(gw: &Gateway, method: &str, path: &str, bearer: Option<&str>, body: O
     let (status, body) = http_request(gw.admin_port, method, path, &headers, text.as_deref());
     (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
 }
+// ---- Added for the approvals tests (issue 10). ----
+
+impl Gateway {
+    /// Stops the gateway (SIGTERM, waits) and starts it again on the same config and data
+    /// dir; the ports change.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Connects with an explicit `options` startup parameter (e.g.
+    /// `-c warden.node=writer -c warden.approval=resume`).
+    pub async fn connect_with_options(&self, agent: &str, token: &str, options: &str) -> Result<Conn, tokio_postgres::Error> {
+        connect_str(&format!("host=127.0.0.1 port={} user={agent} password='{token}' dbname=test connect_timeout=10 options='{options}'", self.pg_port)).await
+    }
+}
