@@ -39,6 +39,9 @@ pub struct Config {
     pub oidc: Option<warden_api::oidc::OidcSettings>,
     #[serde(default)]
     pub graphs: GraphsConfig,
+    /// HTTP and LLM targets, limits and response masking of the HTTP gateway (`[http]`).
+    #[serde(default)]
+    pub http: warden_http::HttpConfig,
     #[serde(default, rename = "targets")]
     pub targets: Vec<Target>,
     /// Directory of the config file; relative paths resolve against it.
@@ -57,11 +60,19 @@ pub struct Listen {
     pub postgres: SocketAddr,
     #[serde(default = "default_admin_listen")]
     pub admin: SocketAddr,
+    /// The HTTP and LLM gateway (`http://HOST:PORT/<target>/<path>`). Started when set or
+    /// when `[http]` has targets; then it defaults to 127.0.0.1:8282.
+    #[serde(default)]
+    pub http: Option<SocketAddr>,
+}
+
+pub fn default_http_listen() -> SocketAddr {
+    "127.0.0.1:8282".parse().unwrap()
 }
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { postgres: default_pg_listen(), admin: default_admin_listen() }
+        Listen { postgres: default_pg_listen(), admin: default_admin_listen(), http: None }
     }
 }
 
@@ -259,6 +270,7 @@ impl Config {
                 bail!("{key}: set password_env or password_file, not both");
             }
         }
+        self.http.validate().map_err(|e| anyhow::anyhow!(e))?;
         if self.tokens.default_ttl > self.tokens.max_ttl {
             bail!("tokens.default_ttl: longer than tokens.max_ttl");
         }

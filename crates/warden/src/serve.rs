@@ -47,6 +47,17 @@ async fn serve(config: Config) -> Result<()> {
     );
     let pg_listener = tokio::net::TcpListener::bind(config.listen.postgres).await.with_context(|| format!("cannot listen on {} (listen.postgres)", config.listen.postgres))?;
     let admin_listener = tokio::net::TcpListener::bind(config.listen.admin).await.with_context(|| format!("cannot listen on {} (listen.admin)", config.listen.admin))?;
+    if config.listen.http.is_some() || !config.http.targets.is_empty() {
+        let addr = config.listen.http.unwrap_or_else(crate::config::default_http_listen);
+        let http_listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (listen.http)"))?;
+        let http_gateway = http_gateway(&config, &policy_files, store.clone(), tokens.clone(), audit.clone())?;
+        tracing::info!(http = %http_listener.local_addr()?, targets = config.http.targets.len(), "http gateway listening");
+        tokio::spawn(async move {
+            if let Err(e) = http_gateway.serve(http_listener).await {
+                tracing::error!(error = %e, "http gateway stopped");
+            }
+        });
+    }
     let api = warden_api::router(warden_api::ApiState { store, tokens, audit: audit.clone(), default_ttl: config.tokens.default_ttl, max_ttl: config.tokens.max_ttl, identity: identity_settings(&config, gate.clone())? });
     tracing::info!(postgres = %pg_listener.local_addr()?, admin = %admin_listener.local_addr()?, data_dir = %data_dir.display(), targets = config.targets.len(), "warden listening");
 
@@ -72,4 +83,36 @@ fn identity_settings(config: &Config, gate: Arc<WardenGate>) -> Result<Arc<warde
     };
     let on_revocation: Arc<dyn Fn() + Send + Sync> = Arc::new(move || gate.enforce_revocations());
     Ok(Arc::new(warden_api::IdentitySettings { scim_token: config.scim_token()?, approvers: config.identity_approvers(), oidc, on_revocation: Some(on_revocation) }))
+}
+
+/// The HTTP and LLM gateway (issue 13): its own policy engine over the same files (the
+/// PostgreSQL gate owns the other), the shared store, token keys and audit log.
+fn http_gateway(config: &Config, policy_files: &[std::path::PathBuf], store: Arc<dyn Store>, tokens: Arc<warden_core::token::TokenKeys>, audit: warden_audit::AuditHandle) -> Result<Arc<warden_http::HttpGateway>> {
+    let policy = PolicyEngine::from_sources(&crate::cli::read_policy_sources(policy_files)?).map_err(|e| anyhow::anyhow!("policy does not validate:\n{e}"))?;
+    let notifier = Arc::new(crate::notify::Notifier::new(config.approvals.webhook_url.clone(), config.webhook_secret()?));
+    let on_approval_audit = audit.clone();
+    let on_approval: Arc<dyn Fn(&warden_store::ApprovalRecord) + Send + Sync> = Arc::new(move |rec| {
+        let audit = on_approval_audit.clone();
+        let (id, agent) = (rec.id.clone(), rec.request.agent.clone());
+        notifier.notify(rec, move |result| {
+            let mut ev = warden_audit::AuditEvent::new("approval_notified", "hold");
+            ev.agent = Some(agent);
+            ev.extra.insert("approval_id".into(), id.into());
+            match result {
+                Ok(status) => ev.extra.insert("webhook_status".into(), status.into()),
+                Err(e) => ev.extra.insert("webhook_error".into(), e.into()),
+            };
+            let _ = audit.record_nowait(ev);
+        });
+    });
+    let deps = warden_http::Deps {
+        store,
+        policy: Arc::new(policy),
+        tokens,
+        audit,
+        approval_timeout: config.approvals.timeout,
+        resume_lifetime: config.approvals.resume_lifetime,
+        on_approval: Some(on_approval),
+    };
+    warden_http::HttpGateway::new(&config.http, &config.base_dir, deps).map_err(|e| anyhow::anyhow!(e))
 }

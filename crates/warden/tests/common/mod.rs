@@ -633,6 +633,37 @@ pub fn api(gw: &Gateway, method: &str, path: &str, bearer: Option<&str>, body: O
     let (status, body) = http_request(gw.admin_port, method, path, &headers, text.as_deref());
     (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
 }
+
+impl GatewayBuilder {
+    /// Like `start`, with the HTTP gateway on an ephemeral port as well
+    /// (`[listen] http = "127.0.0.1:0"`); its port is `Gateway::http_port`.
+    pub fn start_with_http(self) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("warden.toml");
+        std::fs::write(dir.path().join("policy.cedar"), &self.policy).unwrap();
+        for (name, contents) in &self.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        let toml = format!(
+            "data_dir = \"data\"\n[listen]\npostgres = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[policy]\nfiles = [\"policy.cedar\"]\n{}\n{TEST_TARGET}",
+            self.extra_toml
+        );
+        std::fs::write(&config, toml).unwrap();
+        let mut g = Gateway { dir, config, env: self.env, pg_port: 0, admin_port: 0, child: None, stderr: Arc::new(Mutex::new(String::new())) };
+        g.spawn();
+        g
+    }
+}
+
+impl Gateway {
+    /// The HTTP gateway's port, from its "http gateway listening" log line.
+    pub fn http_port(&self) -> u16 {
+        let log = self.stderr();
+        let line = log.lines().find(|l| l.contains("http gateway listening")).unwrap_or_else(|| panic!("no HTTP listener in the log:\n{log}"));
+        port_after(line, "http=")
+    }
+}
+
 // ---- Added for the approvals tests (issue 10). ----
 
 impl Gateway {
@@ -647,5 +678,21 @@ impl Gateway {
     /// `-c warden.node=writer -c warden.approval=resume`).
     pub async fn connect_with_options(&self, agent: &str, token: &str, options: &str) -> Result<Conn, tokio_postgres::Error> {
         connect_str(&format!("host=127.0.0.1 port={} user={agent} password='{token}' dbname=test connect_timeout=10 options='{options}'", self.pg_port)).await
+    }
+}
+
+// ---- masking helpers (issue 9) ----
+
+impl Gateway {
+    /// The process id of the running `warden serve` child (for /proc/<pid>/status).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// A field of /proc/<pid>/status in kB (`VmRSS`, `VmHWM`), if the gateway runs.
+    pub fn proc_status_kb(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 }

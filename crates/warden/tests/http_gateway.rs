@@ -1,0 +1,427 @@
+//! The HTTP and LLM gateway end to end: a real `warden serve`, a local upstream started by
+//! the test (a JSON service and an OpenAI-compatible fake model that streams SSE), reqwest
+//! and raw TCP clients.
+
+mod common;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::Response;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const CARD: &str = "4111 1111 1111 1111";
+const UPSTREAM_TOKEN: &str = "upstream-secret-token-123";
+const AI_KEY: &str = "sk-upstream-ai-key-456";
+
+/// What the upstream saw: (method, path with query, authorization, x-api-key, any x-warden header).
+type Seen = Arc<Mutex<Vec<(String, String, String, String, bool)>>>;
+
+struct Upstream {
+    port: u16,
+    seen: Seen,
+}
+
+impl Upstream {
+    fn paths(&self) -> Vec<String> {
+        self.seen.lock().unwrap().iter().map(|s| format!("{} {}", s.0, s.1)).collect()
+    }
+}
+
+async fn upstream_handler(State(seen): State<Seen>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let path = parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let warden_header = parts.headers.keys().any(|k| k.as_str().starts_with("x-warden"));
+    seen.lock().unwrap().push((parts.method.to_string(), path.clone(), h("authorization"), h("x-api-key"), warden_header));
+    let method = parts.method.clone();
+    let body = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+    let json_resp = |v: Value| Response::builder().header("content-type", "application/json").body(Body::from(v.to_string())).unwrap();
+    let p = path.split('?').next().unwrap_or("");
+    if p.starts_with("/customers/") {
+        return json_resp(json!({"id": 1, "name": "Ada", "card": CARD, "note": format!("paid with {}", CARD.replace(' ', "")), "ssn": "anything"}));
+    }
+    if p == "/refunds" && method == "POST" {
+        return json_resp(json!({"refunded": true}));
+    }
+    if p == "/compressed" {
+        return Response::builder().header("content-type", "application/json").header("content-encoding", "gzip").body(Body::from(vec![0x1f, 0x8b, 0, 1, 2])).unwrap();
+    }
+    if p == "/badjson" {
+        return Response::builder().header("content-type", "application/json").body(Body::from(format!("{{\"card\": \"{CARD}\""))).unwrap();
+    }
+    if p == "/binary" {
+        return Response::builder().header("content-type", "application/octet-stream").body(Body::from(CARD)).unwrap();
+    }
+    if p == "/v1/chat/completions" {
+        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if req["stream"] == true {
+            // The card is split across two events, in the middle of a group.
+            let pieces = ["Your card ", "is 4111 11", "11 1111 1111", ", keep it safe."];
+            let mut sse = String::new();
+            for p in pieces {
+                let v = json!({"id": "c1", "object": "chat.completion.chunk", "model": req["model"], "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": null}]});
+                sse.push_str(&format!("data: {v}\n\n"));
+            }
+            let fin = json!({"id": "c1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+            sse.push_str(&format!("data: {fin}\n\n"));
+            if req["stream_options"]["include_usage"] == true {
+                sse.push_str(&format!("data: {}\n\n", json!({"id": "c1", "choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 9, "total_tokens": 21}})));
+            }
+            sse.push_str("data: [DONE]\n\n");
+            // Sent in small pieces so event boundaries and TCP writes differ.
+            let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = sse.as_bytes().chunks(7).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+            let stream = futures_util::stream::unfold(chunks.into_iter(), |mut it| async move {
+                let next = it.next()?;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                Some((next, it))
+            });
+            return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        return json_resp(json!({"id": "c2", "object": "chat.completion", "model": req["model"], "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("card {CARD}")}, "finish_reason": "stop"}], "usage": {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}}));
+    }
+    json_resp(json!({"path": p}))
+}
+
+async fn start_upstream() -> Upstream {
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let app = axum::Router::new().fallback(upstream_handler).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Upstream { port, seen }
+}
+
+const POLICY: &str = r#"
+@id("crm-reader-gets")
+permit(principal, action == Warden::Action::"http_request", resource is Warden::Route in Warden::Target::"crm")
+when { context.node == "reader" && resource.method == "GET" };
+
+@id("crm-refunds-need-approval")
+@approval("required")
+permit(principal, action == Warden::Action::"http_request", resource is Warden::Route in Warden::Target::"crm")
+when { resource.method == "POST" && resource.path == "/refunds" };
+
+@id("crm-no-admin")
+forbid(principal, action == Warden::Action::"http_request", resource is Warden::Route)
+when { resource.path like "/admin*" };
+
+@id("ai-allowed-models")
+permit(principal in Warden::Agent::"bot", action == Warden::Action::"llm_call", resource in Warden::Target::"ai")
+when { ["small", "big"].contains(resource.name) };
+"#;
+
+fn start_gateway(up: &Upstream, run_budget_tokens: Option<u64>) -> Gateway {
+    let budget = run_budget_tokens.map(|n| format!("budgets = {{ per_run_tokens = {n} }}\n")).unwrap_or_default();
+    let toml = format!(
+        r#"
+[approvals]
+approvers = ["bob@example.com"]
+
+[[http.targets]]
+name = "crm"
+kind = "http"
+upstream = "http://127.0.0.1:{port}"
+auth = {{ bearer_env = "CRM_TOKEN" }}
+mask_fields = ["$.ssn"]
+
+[[http.targets]]
+name = "ai"
+kind = "llm"
+upstream = "http://127.0.0.1:{port}"
+auth = {{ header = "x-api-key", value_env = "AI_KEY" }}
+{budget}
+[http.targets.models.small]
+input_usd_per_mtok = 1.0
+output_usd_per_mtok = 2.0
+
+[http.targets.models.big]
+input_usd_per_mtok = 10.0
+output_usd_per_mtok = 30.0
+high_cost = true
+"#,
+        port = up.port
+    );
+    let gw = Gateway::builder().policy(POLICY).toml(&toml).env("CRM_TOKEN", UPSTREAM_TOKEN).env("AI_KEY", AI_KEY).start_with_http();
+    gw.create_agent("bot", OWNER);
+    gw
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build().unwrap()
+}
+
+/// A raw HTTP/1.1 exchange; returns (status, whole response text).
+fn raw(port: u16, request: &str) -> (u16, String) {
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = tcp.read_to_end(&mut buf);
+    let resp = String::from_utf8_lossy(&buf).to_string();
+    let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, resp)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn allowed_denied_and_the_upstream_sees_only_warden_credentials() {
+    let up = start_upstream().await;
+    let gw = start_gateway(&up, None);
+    let token = gw.token("bot", None, "5m");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+
+    // Allowed: a reader GETs a customer; the card is masked, the field rule redacts ssn.
+    let r = c.get(format!("{base}/crm/customers/1?expand=all")).bearer_auth(&token).header("x-warden-node", "reader").header("x-warden-run", "run-1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains(CARD) && !body.contains("4111111111111111"), "card leaked: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["name"], "Ada");
+    assert_eq!(v["ssn"], "[REDACTED:field]");
+    let seen = up.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1, "/customers/1?expand=all");
+    assert_eq!(seen[0].2, format!("Bearer {UPSTREAM_TOKEN}"), "upstream must see Warden's credential, not the agent token");
+    assert!(!seen[0].4, "x-warden-* headers must not reach the upstream");
+
+    // Denied by default: a writer, a DELETE; denied by a forbid: /admin.
+    for (method, path, node, rule) in [("GET", "/crm/customers/1", "writer", "default deny"), ("DELETE", "/crm/customers/1", "reader", "default deny"), ("GET", "/crm/admin/users", "reader", "crm-no-admin")] {
+        let r = c.request(method.parse().unwrap(), format!("{base}{path}")).bearer_auth(&token).header("x-warden-node", node).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{method} {path} as {node}");
+        let v: Value = r.json_like().await;
+        assert_eq!(v["error"], "denied");
+        assert!(v["message"].as_str().unwrap().contains(rule), "{v}");
+    }
+    // No token, a bad token, an unknown target.
+    assert_eq!(c.get(format!("{base}/crm/customers/1")).send().await.unwrap().status(), 401);
+    assert_eq!(c.get(format!("{base}/crm/customers/1")).bearer_auth("nope").send().await.unwrap().status(), 401);
+    assert_eq!(c.get(format!("{base}/nowhere/x")).bearer_auth(&token).send().await.unwrap().status(), 404);
+    // A token pinned to a node wins over the header.
+    let pinned = gw.token("bot", Some("writer"), "5m");
+    let r = c.get(format!("{base}/crm/customers/1")).bearer_auth(&pinned).header("x-warden-node", "reader").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Responses masking cannot handle are refused, never passed through.
+    for p in ["/crm/compressed", "/crm/badjson", "/crm/binary"] {
+        let r = c.get(format!("{base}{p}")).bearer_auth(&token).header("x-warden-node", "reader").send().await.unwrap();
+        assert_eq!(r.status(), 502, "{p}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("unmaskable") && !body.contains("4111"), "{p}: {body}");
+    }
+    assert_eq!(up.paths().len(), 4, "only the allowed requests reached the upstream: {:?}", up.paths());
+}
+
+trait JsonLike {
+    async fn json_like(self) -> Value;
+}
+
+impl JsonLike for reqwest::Response {
+    async fn json_like(self) -> Value {
+        let t = self.text().await.unwrap();
+        serde_json::from_str(&t).unwrap_or_else(|_| panic!("not JSON: {t}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn path_normalization_bypass_attempts_are_resolved_or_refused() {
+    let up = start_upstream().await;
+    let gw = start_gateway(&up, None);
+    let token = gw.token("bot", None, "5m");
+    let port = gw.http_port();
+    let get = |path: &str| raw(port, &format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nX-Warden-Node: reader\r\nConnection: close\r\n\r\n"));
+    // Resolved to /admin/... and denied by the forbid.
+    for p in ["/crm/customers/../admin/users", "/crm/customers/%2e%2e/admin/users", "/crm/customers/%2E%2E/admin/users", "/crm//admin/users", "/crm/admin;x=1/users", "/crm/./admin/users", "/crm/%61dmin/users"] {
+        let (status, resp) = get(p);
+        assert_eq!(status, 403, "{p}: {resp}");
+        assert!(resp.contains("crm-no-admin"), "{p}: {resp}");
+    }
+    // Ambiguous: refused with 400.
+    for p in ["/crm/customers/%252e%252e/admin/users", "/crm/customers/..%2fadmin/users", "/crm/customers/%5c..%5cadmin", "/crm/../../admin", "/crm/a%00b", "/crm/%zz"] {
+        let (status, resp) = get(p);
+        assert_eq!(status, 400, "{p}: {resp}");
+    }
+    assert!(up.paths().iter().all(|p| !p.contains("admin")), "an admin path reached the upstream: {:?}", up.paths());
+    // The normalized path is what the upstream receives.
+    let (status, _) = get("/crm/customers/x/../1");
+    assert_eq!(status, 200);
+    assert_eq!(up.paths(), vec!["GET /customers/1".to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn smuggling_attempts_get_400_and_nothing_reaches_the_upstream() {
+    let up = start_upstream().await;
+    let gw = start_gateway(&up, None);
+    let token = gw.token("bot", None, "5m");
+    let port = gw.http_port();
+    let auth = format!("Authorization: Bearer {token}\r\nX-Warden-Node: reader\r\n");
+    let cases = [
+        ("CL+TE", format!("POST /crm/refunds HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /crm/customers/1 HTTP/1.1\r\nHost: x\r\n{auth}\r\n"), 400),
+        ("TE+CL", format!("GET /crm/customers/1 HTTP/1.1\r\nHost: x\r\n{auth}Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"), 400),
+        ("duplicate CL", format!("GET /crm/customers/1 HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nContent-Length: 0\r\n\r\n"), 400),
+        ("conflicting CL", format!("GET /crm/customers/1 HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nContent-Length: 5\r\n\r\nhello"), 400),
+        ("obs-fold", format!("GET /crm/customers/1 HTTP/1.1\r\nHost: x\r\n{auth}X-A: a\r\n b\r\n\r\n"), 400),
+        ("TE not chunked", format!("GET /crm/customers/1 HTTP/1.1\r\nHost: x\r\n{auth}Transfer-Encoding: gzip\r\n\r\n"), 400),
+        ("oversized headers", format!("GET /crm/customers/1 HTTP/1.1\r\nHost: x\r\n{auth}X-Big: {}\r\n\r\n", "a".repeat(20_000)), 431),
+    ];
+    for (name, req, want) in &cases {
+        let (status, resp) = raw(port, req);
+        assert_eq!(status, *want, "{name}: {resp}");
+        if *want == 431 {
+            assert!(resp.contains("http.limits.max_header_bytes"), "{name}: the error names the setting: {resp}");
+        }
+    }
+    // An oversized body names its setting too (content-length known up front).
+    let (status, resp) = raw(port, &format!("POST /crm/refunds HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 20000000\r\n\r\n"));
+    assert_eq!(status, 413, "{resp}");
+    assert!(resp.contains("http.limits.max_request_body_bytes"), "{resp}");
+    assert!(up.paths().is_empty(), "something reached the upstream: {:?}", up.paths());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn held_requests_resume_after_approval_and_wait_mode_holds_the_connection() {
+    let up = start_upstream().await;
+    let gw = start_gateway(&up, None);
+    gw.admin(&["human", "activate", "bob@example.com"]);
+    let token = gw.token("bot", None, "5m");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+    let refund = json!({"order": 42, "amount": 10}).to_string();
+
+    // Resume mode: 409 with the approval id, nothing sent upstream.
+    let r = c.post(format!("{base}/crm/refunds")).bearer_auth(&token).header("x-warden-approval", "resume").header("content-type", "application/json").body(refund.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    let v: Value = r.json_like().await;
+    let id = v["approval_id"].as_str().unwrap().to_string();
+    assert_eq!(v["error"], "approval_pending");
+    assert!(up.paths().is_empty());
+    // A different body is a different request: it does not ride on this approval.
+    gw.admin(&["approvals", "approve", &id, "--as", "bob@example.com", "--reason", "ok"]);
+    let other = json!({"order": 42, "amount": 10000}).to_string();
+    let r = c.post(format!("{base}/crm/refunds")).bearer_auth(&token).header("x-warden-approval", "resume").body(other).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    // The same request runs once.
+    let r = c.post(format!("{base}/crm/refunds")).bearer_auth(&token).header("x-warden-approval", "resume").header("content-type", "application/json").body(refund.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.paths(), vec!["POST /refunds".to_string()]);
+    let r = c.post(format!("{base}/crm/refunds")).bearer_auth(&token).header("x-warden-approval", "resume").header("content-type", "application/json").body(refund.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 409, "an approval is used once");
+
+    // Wait mode: the request is held until a human approves, then answered on the same call.
+    let waiting = {
+        let c = c.clone();
+        let (base, token) = (base.clone(), token.clone());
+        let body = json!({"order": 7}).to_string();
+        tokio::spawn(async move { c.post(format!("{base}/crm/refunds")).bearer_auth(&token).body(body).send().await.unwrap().status() })
+    };
+    let gw_ref = &gw;
+    let pending = wait_for(Duration::from_secs(20), "a pending approval", || {
+        let out = gw_ref.admin(&["approvals", "list", "--json"]);
+        let v: Value = serde_json::from_str(out.trim()).ok()?;
+        v.as_array()?.iter().find(|a| a["status"] == "pending").map(|a| a["id"].as_str().unwrap().to_string())
+    });
+    gw.admin(&["approvals", "approve", &pending, "--as", "bob@example.com", "--reason", "fine"]);
+    assert_eq!(waiting.await.unwrap(), 200);
+    assert_eq!(up.paths().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn llm_models_high_cost_and_streaming_masking_across_events() {
+    let up = start_upstream().await;
+    let gw = start_gateway(&up, None);
+    let token = gw.token("bot", None, "5m");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+    let chat = |model: &str, stream: bool| json!({"model": model, "messages": [{"role": "user", "content": "what is my card?"}], "max_tokens": 50, "stream": stream}).to_string();
+
+    let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).header("x-warden-run", "r1").body(chat("small", false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json_like().await;
+    assert_eq!(v["usage"]["completion_tokens"], 20);
+    assert!(!v.to_string().contains("4111"), "{v}");
+    let seen = up.seen.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(seen.3, AI_KEY, "the provider key is injected");
+    assert_eq!(seen.2, "", "the agent's token never reaches the provider");
+
+    // A model no policy allows; a high-cost model waits for a human.
+    let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(chat("gpt-huge", false)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).header("x-warden-approval", "resume").body(chat("big", false)).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("high_cost"));
+
+    // Streaming: events arrive one by one, the card split across two events is masked.
+    let mut r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(chat("small", true)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let mut raw_body = String::new();
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        raw_body.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let mut text = String::new();
+    let mut usage = Value::Null;
+    for line in raw_body.lines() {
+        let Some(d) = line.strip_prefix("data: ") else { continue };
+        if d == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(d).unwrap();
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            text.push_str(t);
+        }
+        if !v["usage"].is_null() {
+            usage = v["usage"].clone();
+        }
+    }
+    assert!(raw_body.contains("data: [DONE]"), "{raw_body}");
+    assert!(!raw_body.contains("4111") && !text.contains("1111 1111"), "card leaked: {raw_body}");
+    assert!(text.starts_with("Your card is ") && text.ends_with(", keep it safe."), "{text}");
+    assert!(text.contains("[REDACTED:card]"), "{text}");
+    assert_eq!(usage["completion_tokens"], 9, "the usage event the gateway asked for arrives: {raw_body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_calls_against_a_budget_for_ten_let_at_most_ten_through() {
+    let up = start_upstream().await;
+    let body = json!({"model": "small", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}).to_string();
+    // The gateway reserves body_len/2 + 16 prompt tokens plus max_tokens per call.
+    let per_call = (body.len() / 2 + 16 + 100) as u64;
+    let gw = start_gateway(&up, Some(per_call * 10));
+    let token = gw.token("bot", None, "5m");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (c, base, token, body) = (c.clone(), base.clone(), token.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).header("x-warden-run", "budget-run").body(body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }));
+    }
+    let mut ok = 0;
+    let mut refused = 0;
+    for t in tasks {
+        let (status, text) = t.await.unwrap();
+        match status {
+            200 => ok += 1,
+            429 => {
+                assert!(text.contains("budgets.per_run_tokens"), "the refusal names the budget: {text}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {text}"),
+        }
+    }
+    assert!(ok <= 10, "{ok} calls passed a budget that fits 10");
+    assert!(ok >= 1, "no call passed");
+    assert_eq!(ok + refused, 50);
+    let upstream_calls = up.paths().iter().filter(|p| p.contains("chat/completions")).count();
+    assert_eq!(upstream_calls, ok, "refused calls never reach the provider");
+    // Another run has its own budget.
+    let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).header("x-warden-run", "other-run").body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
