@@ -13,7 +13,8 @@
 # `postgres`) with a database `test`; pgbench; pgbouncer (Debian's /usr/sbin/pgbouncer);
 # target/release/warden (built if missing; WARDEN_BIN=path [WARDEN_REV=commit] to use another
 # build). Every process it starts is stopped on exit. Env: SECS ROUNDS CLIENTS THREADS
-# PGHOST_DIRECT PGPORT_DIRECT PG_SUPERUSER PGBOUNCER PROFILE PERF_FREQ PERF_GRAPH PERF_DATA.
+# PGHOST_DIRECT PGPORT_DIRECT PG_SUPERUSER PGBOUNCER PROFILE PERF_FREQ PERF_GRAPH PERF_DATA
+# WARDEN_CONFIG_TEMPLATE (a quickstart-shaped warden.toml matching an older WARDEN_BIN).
 set -euo pipefail
 
 SECS="${1:-${SECS:-20}}"
@@ -144,7 +145,7 @@ sed -e "s|^data_dir = .*|data_dir = \"$TMP/warden/data\"|" \
     -e "s|^admin = \"127.0.0.1:8181\"|admin = \"127.0.0.1:$WARDEN_ADMIN_PORT\"|" \
     -e "s|^host = \"127.0.0.1\"|host = \"$PG_HOST\"|" \
     -e "s|^port = 5432|port = $PG_PORT|" \
-    "$ROOT/examples/quickstart/warden.toml" >"$TMP/warden/warden.toml"
+    "${WARDEN_CONFIG_TEMPLATE:-$ROOT/examples/quickstart/warden.toml}" >"$TMP/warden/warden.toml"
 grep -q "127.0.0.1:$WARDEN_PG_PORT" "$TMP/warden/warden.toml" || die "could not rewrite the quickstart config"
 WCONF="$TMP/warden/warden.toml"
 unset WARDEN_DATA_DIR WARDEN_CONFIG
