@@ -409,3 +409,50 @@ async fn approve(State(state): State<ApiState>, headers: HeaderMap, Path(id): Pa
 async fn deny(State(state): State<ApiState>, headers: HeaderMap, Path(id): Path<String>, Json(body): Json<Reason>) -> Response {
     decide_http(state, headers, id, body, false).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(action: Action, table: Option<&str>) -> Access {
+        Access { action, object: table.map(|t| ObjectRef::Table(t.into())) }
+    }
+
+    #[test]
+    fn string_and_object_privileges_and_the_intersection() {
+        let m = Manifest::parse(r#"{"graph_id": "g", "digest": "d1", "nodes": ["lookup", "refund", "idle"],
+            "privileges": {"lookup": ["read:customers", "transaction"],
+                           "refund": [{"target": "prod", "actions": ["write"], "tables": ["public.orders"]}]}}"#)
+        .unwrap();
+        assert!(m.permits(Some("lookup"), "any", &access(Action::Select, Some("public.customers"))));
+        assert!(!m.permits(Some("lookup"), "any", &access(Action::Select, Some("public.orders"))));
+        assert!(m.permits(Some("lookup"), "any", &access(Action::Transaction, None)));
+        assert!(!m.permits(Some("lookup"), "any", &access(Action::Delete, Some("public.customers"))));
+        assert!(m.permits(Some("refund"), "prod", &access(Action::Delete, Some("public.orders"))));
+        assert!(!m.permits(Some("refund"), "staging", &access(Action::Delete, Some("public.orders"))), "target named");
+        assert!(!m.permits(Some("idle"), "prod", &access(Action::Select, None)), "no privileges, nothing");
+        assert!(!m.permits(None, "prod", &access(Action::Select, None)), "no node, nothing");
+        assert!(!m.permits(Some("ghost"), "prod", &access(Action::Select, None)));
+    }
+
+    #[test]
+    fn malformed_manifests_name_the_problem() {
+        for (text, want) in [
+            (r#"{"digest": "d", "nodes": []}"#, "graph_id"),
+            (r#"{"graph_id": "g", "nodes": []}"#, "digest"),
+            (r#"{"graph_id": "g", "digest": "d", "nodes": ["a"], "privileges": {"b": []}}"#, "not among nodes"),
+            (r#"{"graph_id": "g", "digest": "d", "nodes": ["a"], "privileges": {"a": ["fly:t"]}}"#, "unknown action"),
+            (r#"{"format": "warden-graph-manifest/v1", "graph_id": "g", "digest": "00", "nodes": [], "privileges": {}}"#, "hashes to"),
+        ] {
+            let e = Manifest::parse(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_without_spaces() {
+        let mut s = String::new();
+        canonical(&json!({"b": [1, {"d": "é", "c": null}], "a": true}), &mut s);
+        assert_eq!(s, r#"{"a":true,"b":[1,{"c":null,"d":"é"}]}"#);
+    }
+}

@@ -6,6 +6,9 @@
 //! Bodies are parsed by hand rather than with axum's `Json`: SCIM clients send
 //! `application/scim+json`, which `Json` refuses.
 
+// Handlers return axum `Response`s as errors on purpose: each one is a finished SCIM error.
+#![allow(clippy::result_large_err)]
+
 use crate::deprovision;
 use crate::ApiState;
 use axum::body::Bytes;
@@ -612,5 +615,35 @@ async fn delete_group(State(state): State<ApiState>, headers: HeaderMap, Path(id
             StatusCode::NO_CONTENT.into_response()
         }
         Err(r) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_as_okta_and_entra_send_them() {
+        assert_eq!(parse_filter(r#"userName eq "ann@example.com""#).ok(), Some(("userName".into(), "ann@example.com".into())));
+        assert_eq!(parse_filter("externalId eq 'x y'").ok(), Some(("externalId".into(), "x y".into())));
+        assert_eq!(parse_filter(r#"displayName EQ "Group A""#).ok(), Some(("displayName".into(), "Group A".into())));
+        assert!(parse_filter(r#"userName sw "a""#).is_err());
+        assert!(parse_filter("userName eq unquoted").is_err());
+        assert_eq!(member_filter(r#"members[value eq "usr_1"]"#), Some("usr_1".into()));
+    }
+
+    #[test]
+    fn paging_defaults_and_bounds() {
+        let q = |s: &str, c: &str| HashMap::from([("startIndex".to_string(), s.to_string()), ("count".to_string(), c.to_string())]);
+        assert_eq!(paging(&HashMap::new()), (1, 100));
+        assert_eq!(paging(&q("0", "-5")), (1, 0));
+        assert_eq!(paging(&q("3", "99999")), (3, MAX_COUNT));
+    }
+
+    #[test]
+    fn active_accepts_entra_strings() {
+        assert_eq!(as_bool(&json!("False")), Some(false));
+        assert_eq!(as_bool(&json!(true)), Some(true));
+        assert_eq!(as_bool(&json!("nope")), None);
     }
 }
