@@ -189,6 +189,9 @@ enum TokenCmd {
         /// Lifetime, e.g. 10m (default tokens.default_ttl, at most tokens.max_ttl).
         #[arg(long)]
         ttl: Option<String>,
+        /// The graph version digest the token acts for (must be approved: warden graph).
+        #[arg(long)]
+        graph_version: Option<String>,
     },
 }
 
@@ -387,7 +390,7 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
             AdminAudit::start(config, store)?.record("human_activate", ev)?;
             println!("{email} active; their agents stay suspended until resumed");
         }
-        Command::Token(TokenCmd::Issue { agent, node, run, ttl }) => {
+        Command::Token(TokenCmd::Issue { agent, node, run, ttl, graph_version }) => {
             let ttl = match ttl {
                 Some(t) => humantime::parse_duration(&t).with_context(|| format!("--ttl {t:?}: expected a duration like 10m"))?,
                 None => config.tokens.default_ttl,
@@ -400,7 +403,7 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
                 bail!("agent {agent:?} cannot act (agent {}, owner {})", record.status.as_str(), record.owner_status.as_str());
             }
             let keys = crate::keys::load_or_create(&config.data_dir(), "token")?;
-            let (token, claims) = keys.issue(&TokenRequest { agent: agent.clone(), node, run, ttl_secs: ttl.as_secs() as i64, ..Default::default() }, now_unix());
+            let (token, claims) = keys.issue(&TokenRequest { agent: agent.clone(), node, run, graph_version, ttl_secs: ttl.as_secs() as i64, ..Default::default() }, now_unix());
             let mut ev = admin_event(Some(&agent));
             ev.node = claims.node.clone();
             ev.run = claims.run.clone();
