@@ -312,6 +312,12 @@ async fn held_requests_resume_after_approval_and_wait_mode_holds_the_connection(
     assert_eq!(r.status(), 409, "an approval is used once");
 
     // Wait mode: the request is held until a human approves, then answered on the same call.
+    let pending_ids = |gw: &Gateway| -> Vec<String> {
+        let out = gw.admin(&["approvals", "list", "--json"]);
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        v.as_array().unwrap().iter().filter(|a| a["status"] == "pending").map(|a| a["id"].as_str().unwrap().to_string()).collect()
+    };
+    let before = pending_ids(&gw);
     let waiting = {
         let c = c.clone();
         let (base, token) = (base.clone(), token.clone());
@@ -319,11 +325,7 @@ async fn held_requests_resume_after_approval_and_wait_mode_holds_the_connection(
         tokio::spawn(async move { c.post(format!("{base}/crm/refunds")).bearer_auth(&token).body(body).send().await.unwrap().status() })
     };
     let gw_ref = &gw;
-    let pending = wait_for(Duration::from_secs(20), "a pending approval", || {
-        let out = gw_ref.admin(&["approvals", "list", "--json"]);
-        let v: Value = serde_json::from_str(out.trim()).ok()?;
-        v.as_array()?.iter().find(|a| a["status"] == "pending").map(|a| a["id"].as_str().unwrap().to_string())
-    });
+    let pending = wait_for(Duration::from_secs(20), "a new pending approval", || pending_ids(gw_ref).into_iter().find(|id| !before.contains(id)));
     gw.admin(&["approvals", "approve", &pending, "--as", "bob@example.com", "--reason", "fine"]);
     assert_eq!(waiting.await.unwrap(), 200);
     assert_eq!(up.paths().len(), 2);
