@@ -40,6 +40,8 @@ pub struct WardenGate {
     approval_timeout: Duration,
     resume_lifetime: Duration,
     graphs: crate::graphs::GraphGate,
+    /// Session recording (issue 12); None outside a tokio runtime.
+    recording: Option<Arc<crate::recording::Recording>>,
 }
 
 /// SQLSTATE of "approval pending" in resume mode: class W is in the range PostgreSQL leaves
@@ -81,7 +83,9 @@ impl WardenGate {
             };
             targets.insert(t.name.clone(), upstream);
         }
+        let recording = crate::recording::Recording::start(config, store.clone(), audit.clone());
         Ok(Arc::new(WardenGate {
+            recording,
             store,
             policy,
             tokens,
@@ -99,6 +103,10 @@ impl WardenGate {
             resume_lifetime: config.approvals.resume_lifetime,
             graphs: crate::graphs::GraphGate::new(config.graphs.require_approved_version),
         }))
+    }
+
+    pub fn recording(&self) -> Option<&Arc<crate::recording::Recording>> {
+        self.recording.as_ref()
     }
 
     fn classify(&self, sql: &str) -> Classified {
@@ -346,6 +354,9 @@ impl Gatekeeper for WardenGate {
             unregister();
             return Err(ClientError::new("58030", "warden: the audit log is unavailable; sessions are refused until it recovers"));
         }
+        if let Some(r) = &self.recording {
+            r.session_started(&grant);
+        }
         tracing::info!(session = %grant.session_id, agent = %grant.identity.agent, node = ?grant.identity.node, target = %grant.identity.target, "session started");
         Ok(grant)
     }
@@ -393,6 +404,9 @@ impl Gatekeeper for WardenGate {
     }
 
     async fn record(&self, session: &SessionGrant, record: CommandRecord, durable: bool) -> Result<(), ClientError> {
+        if let Some(r) = &self.recording {
+            r.statement(session, &record);
+        }
         let decision = &record.verdict.decision;
         let mut ev = self.event(session, "statement", decision.effect.as_str());
         let statement = match (&record.verdict.classification, record.statement_index) {
@@ -479,7 +493,9 @@ impl Gatekeeper for WardenGate {
             requested_by: format!("agent:{}", id.agent),
             quorum: rule.quorum,
             mode: mode.clone(),
-            expires_at: now_unix() + lifetime.as_secs() as i64,
+            // Rounded up: the store's clock has whole seconds, and a request must not expire
+            // before its held connection gives up on it.
+            expires_at: now_unix() + lifetime.as_secs() as i64 + 1,
             grant: None,
         };
         let Some(rec) = self.blocking(move |s| s.create_approval(&request)).await else {
@@ -518,10 +534,14 @@ impl Gatekeeper for WardenGate {
             let Some(Some(now)) = self.blocking(move |s| s.approval(&rid)).await else { continue };
             match now.status {
                 ApprovalStatus::Pending if tokio::time::Instant::now() < deadline => continue,
-                ApprovalStatus::Pending => {
-                    let rid = rec.id.clone();
-                    self.blocking(move |s| s.expire_approvals(now_unix() + 1)).await;
-                    let _ = rid;
+                ApprovalStatus::Pending | ApprovalStatus::Expired => {
+                    // The watcher may expire the request first (its clock has whole seconds);
+                    // either way the client hears the same thing, and the expiry is audited once.
+                    if now.status == ApprovalStatus::Pending {
+                        for expired in self.blocking(|s| s.expire_approvals(now_unix() + 1)).await.unwrap_or_default() {
+                            self.approval_event(&expired, "approval_expired", "deny", None);
+                        }
+                    }
                     return refuse(format!("warden: approval {} timed out after {}; the statement did not run", rec.id, humantime::format_duration(lifetime)));
                 }
                 ApprovalStatus::Approved => {
@@ -556,7 +576,14 @@ impl Gatekeeper for WardenGate {
         Some(masker)
     }
 
+    fn recorder(&self, session: &SessionGrant) -> Option<Arc<dyn warden_pg::gate::SessionRecorder>> {
+        self.recording.as_ref()?.recorder(session)
+    }
+
     fn session_ended(&self, session: &SessionGrant, reason: &str) {
+        if let Some(r) = &self.recording {
+            r.session_ended(session, reason);
+        }
         self.sessions.lock().unwrap().remove(&session.session_id);
         let mut ev = self.event(session, "session_end", "allow");
         ev.reason = Some(reason.to_string());

@@ -229,7 +229,6 @@ async fn a_denial_returns_42501_with_the_id_approver_and_reason_and_the_session_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: with [approvals] timeout = \"2s\" the held statement is refused after 1.2-1.8 s with \"warden: approval apr_... is expired; the statement did not run\" instead of a \"timed out\" message: the gateway's expiry poll (expire_approvals at whole-second now_unix() >= expires_at) expires the request before hold()'s own deadline, and hold() then takes its generic branch"]
 async fn a_held_write_times_out_with_42501_and_cannot_be_approved_afterwards() {
     let t = Table::new("apr_timeout").await;
     let gw = gateway_with("timeout = \"2s\"", &[]);
