@@ -9,6 +9,7 @@
 
 pub mod chain;
 mod event;
+pub mod recording;
 mod verify;
 mod writer;
 

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use warden_core::{Classification, Decision, SessionIdentity};
+/// Bind values as [`SessionRecorder::bind`] receives them.
+pub use bytes::Bytes;
 
 /// An error whose message is safe to show the client (DESIGN.md "user-facing errors").
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,6 +107,29 @@ pub trait Gatekeeper: Send + Sync + 'static {
         None
     }
 
+    /// The recorder that captures bind values and results as the agent receives them
+    /// (`full` session recording), if this session has one. Decided once per session.
+    fn recorder(&self, _session: &SessionGrant) -> Option<Arc<dyn SessionRecorder>> {
+        None
+    }
+
     /// Called exactly once when an authenticated session ends, whatever the path.
     fn session_ended(&self, session: &SessionGrant, reason: &str);
+}
+
+/// Captures what one session's agent sent and saw (issue 12, `full` recording). The
+/// session calls it from its own loops in protocol order: `bind` when parameters are
+/// bound, `columns` and `row` for each result as forwarded (after masking); the matching
+/// [`Gatekeeper::record`] call then closes the statement.
+#[async_trait::async_trait]
+pub trait SessionRecorder: Send + Sync {
+    /// Before a statement runs. An error refuses it: the recorder cannot keep up and the
+    /// statement must not run unrecorded (fail closed).
+    async fn ready(&self) -> Result<(), ClientError>;
+    /// Bind values, keyed by the parameters' digest (as in [`CommandRecord::params_digest`]).
+    fn bind(&self, params_digest: &str, params: &[Option<Bytes>]);
+    /// A RowDescription body as forwarded to the client.
+    fn columns(&self, row_description: &[u8]);
+    /// A DataRow body as forwarded to the client.
+    fn row(&self, data_row: &[u8]);
 }

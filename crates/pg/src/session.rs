@@ -8,7 +8,7 @@
 //! and a transaction block is aborted, as the issue asks.
 
 use crate::codec::{self, backend, backend::ErrorFields, frontend, Frame, FrontendMessage};
-use crate::gate::{ClientError, CommandRecord, Gatekeeper, HoldOutcome, SessionGrant, Verdict};
+use crate::gate::{ClientError, CommandRecord, Gatekeeper, HoldOutcome, SessionGrant, SessionRecorder, Verdict};
 use warden_core::Effect;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
@@ -103,8 +103,9 @@ pub async fn run<G: Gatekeeper>(gate: Arc<G>, grant: Arc<SessionGrant>, client: 
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
     let (tx, rx) = mpsc::unbounded_channel();
     let masking = gate.masker(&grant).map(|masker| ResultMasking { masker, catalog });
-    let mut frontend = Frontend { gate: gate.clone(), grant: grant.clone(), tx, statements: HashMap::new(), portals: HashMap::new(), described: HashSet::new(), cache: HashMap::new(), limits, masking: masking.is_some() };
-    let mut backend = Backend { gate, grant, rx, pending: VecDeque::new(), out: BytesMut::with_capacity(FLUSH_AT), limits, masking, query_plan: None, portal_plans: HashMap::new(), masked: MaskCounts::default() };
+    let recorder = gate.recorder(&grant);
+    let mut frontend = Frontend { gate: gate.clone(), grant: grant.clone(), tx, statements: HashMap::new(), portals: HashMap::new(), described: HashSet::new(), cache: HashMap::new(), limits, masking: masking.is_some(), recorder: recorder.clone() };
+    let mut backend = Backend { gate, grant, rx, pending: VecDeque::new(), out: BytesMut::with_capacity(FLUSH_AT), limits, masking, query_plan: None, portal_plans: HashMap::new(), masked: MaskCounts::default(), recorder };
     let mut front_task = tokio::spawn(async move { frontend.run(client_rd, client_buf, upstream_wr).await });
     tokio::select! {
         reason = backend.run(upstream_rd, upstream_buf, client_wr) => { front_task.abort(); reason }
@@ -124,6 +125,8 @@ struct Frontend<G: Gatekeeper> {
     described: HashSet<String>,
     /// Whether results are masked, so every Execute needs its columns described.
     masking: bool,
+    /// `full` session recording (bind values; admission while the recorder is behind).
+    recorder: Option<Arc<dyn SessionRecorder>>,
 }
 
 impl<G: Gatekeeper> Frontend<G> {
@@ -196,6 +199,9 @@ impl<G: Gatekeeper> Frontend<G> {
     /// Whether a command may run now: Ok with the approval it used (if it was held), or the
     /// error the client gets instead. Denials are audited here.
     async fn admit(&mut self, cmd: &Arc<Command>, params_digest: Option<&str>) -> Result<Option<String>, Arc<ErrorFields>> {
+        if let (Some(r), Effect::Allow | Effect::Hold) = (&self.recorder, cmd.verdict.decision.effect) {
+            r.ready().await.map_err(|e| Arc::new(ErrorFields::error(e.sqlstate, e.message)))?;
+        }
         match cmd.verdict.decision.effect {
             Effect::Allow => Ok(None),
             Effect::Hold => match self.gate.hold(&self.grant, &cmd.sql, &cmd.verdict, params_digest).await {
@@ -260,6 +266,9 @@ impl<G: Gatekeeper> Frontend<G> {
             FrontendMessage::Bind { portal, statement, params } => {
                 self.described.remove(&portal);
                 let digest = params_digest(&params);
+                if let Some(r) = &self.recorder {
+                    r.bind(&digest, &params);
+                }
                 match self.statements.get(&statement).cloned() {
                     Some(cmd) => {
                         let cmd = self.current(&cmd);
@@ -384,6 +393,7 @@ struct Backend<G: Gatekeeper> {
     portal_plans: HashMap<String, Arc<RowPlan>>,
     /// Values masked so far in the current command.
     masked: MaskCounts,
+    recorder: Option<Arc<dyn SessionRecorder>>,
 }
 
 enum Step {
@@ -558,6 +568,9 @@ impl<G: Gatekeeper> Backend<G> {
                 None => self.query_plan = Some(plan),
             }
         }
+        if let Some(r) = &self.recorder {
+            r.columns(&forward.body);
+        }
         if !matches!(describe, Some((_, true))) {
             forward.encode(&mut self.out);
         }
@@ -566,6 +579,9 @@ impl<G: Gatekeeper> Backend<G> {
 
     fn on_data_row(&mut self, frame: Frame) -> Step {
         let Some(masking) = &self.masking else {
+            if let Some(r) = &self.recorder {
+                r.row(&frame.body);
+            }
             frame.encode(&mut self.out);
             return Step::Continue;
         };
@@ -582,10 +598,14 @@ impl<G: Gatekeeper> Backend<G> {
         match masking.mask_row(plan, &frame.body) {
             Ok((masked, counts)) => {
                 self.masked.merge(&counts);
-                match masked {
-                    Some(body) => Frame::new(b'D', body).encode(&mut self.out),
-                    None => frame.encode(&mut self.out),
+                let row = match masked {
+                    Some(body) => Frame::new(b'D', body),
+                    None => frame,
+                };
+                if let Some(r) = &self.recorder {
+                    r.row(&row.body);
                 }
+                row.encode(&mut self.out);
                 Step::Continue
             }
             Err(e) => {

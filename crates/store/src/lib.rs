@@ -9,12 +9,14 @@
 
 pub mod approvals;
 pub mod identity;
+pub mod recordings;
 mod sqlite;
 mod validate;
 
 pub use approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore, GrantRecord, GrantSpec, NewApproval, Vote, VoteOutcome};
 
 pub use identity::{GraphStatus, GraphVersion, IdentityStore, ScimGroup, ScimUser, Withdrawn};
+pub use recordings::{RecordingChunk, RecordingFilter, RecordingStore, RecordingSummary};
 pub use sqlite::SqliteStore;
 pub use validate::{normalize_email, validate_agent_name};
 
@@ -243,4 +245,9 @@ pub trait Store: ApprovalStore + IdentityStore + Send + Sync {
     fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
     /// Ascending by seq.
     fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+
+    /// Session recordings, where the backend keeps them (None: recording is unavailable).
+    fn recordings(&self) -> Option<&dyn RecordingStore> {
+        None
+    }
 }

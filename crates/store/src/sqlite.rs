@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 
 mod approvals;
 mod identity;
+mod recordings;
 
 use crate::validate::{normalize_email, validate_agent_name};
 use crate::*;
@@ -155,6 +156,40 @@ const MIGRATIONS: &[&str] = &[
         created_at    INTEGER NOT NULL,
         decided_at    INTEGER,
         UNIQUE (agent, digest)
+    );
+    "#,
+    // 4: session recordings (issue 12): per-session summaries and zstd chunks of JSON Lines
+    // entries; each chunk's SHA-256 is also in the audit chain.
+    r#"
+    CREATE TABLE recordings (
+        session_id  TEXT PRIMARY KEY,
+        agent       TEXT NOT NULL,
+        owner       TEXT,
+        node        TEXT,
+        run         TEXT,
+        thread      TEXT,
+        target      TEXT NOT NULL,
+        level       TEXT NOT NULL,
+        started_at  INTEGER NOT NULL,   -- unix microseconds
+        ended_at    INTEGER,
+        end_reason  TEXT,
+        entries     INTEGER NOT NULL,
+        statements  INTEGER NOT NULL,
+        chunks      INTEGER NOT NULL,
+        bytes       INTEGER NOT NULL,
+        dropped     INTEGER NOT NULL
+    );
+    CREATE INDEX recordings_by_start ON recordings(started_at);
+    CREATE INDEX recordings_by_agent ON recordings(agent, started_at);
+    CREATE TABLE recording_chunks (
+        session_id   TEXT NOT NULL,
+        seq          INTEGER NOT NULL,
+        first_entry  INTEGER NOT NULL,
+        entries      INTEGER NOT NULL,
+        created_at   INTEGER NOT NULL,
+        sha256       TEXT NOT NULL,
+        data         BLOB NOT NULL,
+        PRIMARY KEY (session_id, seq)
     );
     "#,
 ];
@@ -353,6 +388,10 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 impl Store for SqliteStore {
+    fn recordings(&self) -> Option<&dyn crate::RecordingStore> {
+        Some(self)
+    }
+
     fn create_agent(&self, name: &str, owner_email: &str) -> Result<NewAgent> {
         validate_agent_name(name)?;
         let owner = normalize_email(owner_email)?;

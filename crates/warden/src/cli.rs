@@ -51,6 +51,9 @@ enum Command {
     /// Reviewed graph versions: submit, list, show, approve, deny.
     #[command(subcommand)]
     Graph(crate::graphs::GraphCmd),
+    /// Recorded sessions: list, show, replay, export.
+    #[command(subcommand)]
+    Sessions(crate::recording::SessionsCmd),
 }
 
 #[derive(Subcommand)]
@@ -444,6 +447,7 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
         }
         Command::Approvals(cmd) => return approvals_cmd(cmd, config, store),
         Command::Graph(cmd) => return crate::graphs::run(cmd, config, store),
+        Command::Sessions(cmd) => return crate::recording::run(cmd, config, store, parse_since),
         Command::Agent(AgentCmd::Transfer { name, to }) => {
             let previous = store.transfer_agent(&name, &to)?;
             let mut ev = admin_event(Some(&name));

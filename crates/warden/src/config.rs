@@ -42,6 +42,9 @@ pub struct Config {
     /// HTTP and LLM targets, limits and response masking of the HTTP gateway (`[http]`).
     #[serde(default)]
     pub http: warden_http::HttpConfig,
+    /// Session recording levels, caps and retention (`[recording]`, issue 12).
+    #[serde(default)]
+    pub recording: crate::recording::RecordingConfig,
     #[serde(default, rename = "targets")]
     pub targets: Vec<Target>,
     /// Directory of the config file; relative paths resolve against it.
@@ -251,6 +254,7 @@ impl Config {
         if self.policy.files.is_empty() {
             bail!("policy.files: list at least one Cedar policy file");
         }
+        self.recording.validate()?;
         let mut names = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             let key = format!("targets[{i}]");

@@ -7,6 +7,7 @@ mod gate;
 mod graphs;
 mod keys;
 mod notify;
+mod recording;
 mod serve;
 
 use clap::Parser;

@@ -71,6 +71,9 @@ async fn serve(config: Config) -> Result<()> {
         r = admin => tracing::error!(result = ?r.map(|r| r.map_err(|e| e.to_string())), "admin API stopped"),
     }
     gate.end_all_sessions("the gateway is shutting down", Duration::from_secs(2)).await;
+    if let Some(r) = gate.recording() {
+        r.shutdown().await;
+    }
     audit.shutdown().await;
     Ok(())
 }
