@@ -186,9 +186,10 @@ impl OidcVerifier {
     /// `force_if_empty` and we have no keys at all).
     async fn refresh(&self) -> Result<(), OidcError> {
         let mut last = self.refetch.lock().await;
-        let have_keys = !self.keys.read().await.by_kid.is_empty();
+        // Rate-limited even when no key is known: an IdP that is down or serves an empty
+        // set must not receive one request per incoming token.
         if let Some(t) = *last {
-            if have_keys && t.elapsed() < self.settings.jwks_min_refresh {
+            if t.elapsed() < self.settings.jwks_min_refresh {
                 return Ok(());
             }
         }
@@ -217,16 +218,20 @@ impl OidcVerifier {
     }
 
     async fn key_for(&self, kid: &str) -> Result<(DecodingKey, Option<Algorithm>), OidcError> {
-        {
+        let cached = {
             let keys = self.keys.read().await;
             let fresh = keys.fetched_at.is_some_and(|t| t.elapsed() < self.settings.jwks_cache_ttl);
-            if let (Some(k), true) = (keys.by_kid.get(kid), fresh) {
-                return Ok(k.clone());
+            match keys.by_kid.get(kid) {
+                Some(k) if fresh => return Ok(k.clone()),
+                other => other.cloned(),
             }
+        };
+        // Unknown kid (the IdP rotated) or a stale cache: refetch, rate-limited. A known key
+        // outlives a failed refetch: an IdP outage must not lock every human out.
+        if let Err(e) = self.refresh().await {
+            return cached.ok_or(e);
         }
-        // Unknown kid (the IdP rotated) or a stale cache: refetch, rate-limited.
-        self.refresh().await?;
-        self.keys.read().await.by_kid.get(kid).cloned().ok_or_else(|| OidcError::UnknownKey(kid.to_string()))
+        self.keys.read().await.by_kid.get(kid).cloned().or(cached).ok_or_else(|| OidcError::UnknownKey(kid.to_string()))
     }
 
     /// Verifies signature, issuer, audience, expiry (with clock skew) and not-before.
