@@ -83,6 +83,10 @@ pub struct HttpGateway {
     client: Client<HttpConnector, Full<Bytes>>,
     ledger: Arc<Ledger>,
     agents: Mutex<HashMap<String, (Instant, Result<String, String>)>>,
+    /// Decisions by every input they depend on (identity fields, target, method and path,
+    /// or the model call), joined with NUL: the full text, never a hash. The policy engine
+    /// never changes while the gateway runs, so entries need no epoch.
+    decisions: quick_cache::sync::Cache<String, Decision>,
 }
 
 fn now_unix() -> i64 {
@@ -162,7 +166,7 @@ impl HttpGateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
-        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000) }))
     }
 
     /// The budget ledger (tests and metrics).
@@ -314,7 +318,9 @@ impl HttpGateway {
                     forward_body = Bytes::from(b);
                 }
                 let high_cost = target.models.get(&lreq.model).is_some_and(|m| m.high_cost);
-                let mut d = self.deps.policy.decide_llm(&call.who, &LlmCall { endpoint: ep.as_str(), model: &lreq.model, max_tokens: lreq.max_tokens.unwrap_or(0), stream: lreq.stream, high_cost });
+                let llm_call = LlmCall { endpoint: ep.as_str(), model: &lreq.model, max_tokens: lreq.max_tokens.unwrap_or(0), stream: lreq.stream, high_cost };
+                let key = decision_key(&call.who, &["llm", ep.as_str(), &lreq.model, &llm_call.max_tokens.to_string(), &lreq.stream.to_string(), &high_cost.to_string()]);
+                let mut d = self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_llm(&call.who, &llm_call))).unwrap_or_else(|e| match e {});
                 if d.effect == Effect::Allow && high_cost {
                     d.effect = Effect::Hold;
                     d.reason = format!("warden: model \"{}\" is high-cost (http.targets[{}].models): a human must approve this exact request", lreq.model, target.index);
@@ -323,7 +329,10 @@ impl HttpGateway {
                 call.llm = Some(lreq);
                 d
             }
-            None => self.deps.policy.decide_http(&call.who, &method, &rest_policy),
+            None => {
+                let key = decision_key(&call.who, &["http", &method, &rest_policy]);
+                self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_http(&call.who, &method, &rest_policy))).unwrap_or_else(|e| match e {})
+            }
         };
         call.decision = Some(decision.clone());
         match decision.effect {
@@ -422,7 +431,10 @@ impl HttpGateway {
                 return self.unmaskable(&call, &parts, "the event stream is compressed").await;
             }
             parts.headers.remove(header::CONTENT_LENGTH);
-            let sse = SseMasker::new(self.masker.clone(), self.limits.max_sse_event_bytes, self.limits.sse_holdback_chars);
+            let mut sse = SseMasker::new(self.masker.clone(), self.limits.max_sse_event_bytes, self.limits.sse_holdback_chars);
+            if !call.target.mask {
+                sse = sse.without_masking();
+            }
             let gw = self.clone();
             let mut reservation = reservation;
             let on_end: Box<dyn FnOnce(&SseMasker, Option<&str>) + Send + Sync> = Box::new(move |m, err| {
@@ -461,7 +473,7 @@ impl HttpGateway {
         let json_like = mime == "application/json" || mime.ends_with("+json");
         let textual = mime.starts_with("text/") || mime == "application/xml" || mime == "application/x-www-form-urlencoded";
         let empty_declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()) == Some("0");
-        if encoded && !empty_declared {
+        if encoded && !empty_declared && call.target.mask {
             drop(reservation);
             return self.unmaskable(&call, &parts, "the body is compressed (Content-Encoding)").await;
         }
@@ -491,7 +503,7 @@ impl HttpGateway {
             completion_digest = Some(hex::encode(Sha256::digest(&bytes)));
         }
         let mut tally = Tally::default();
-        let out = if bytes.is_empty() || !call.target.mask && call.llm.is_none() {
+        let out = if bytes.is_empty() || !call.target.mask {
             bytes
         } else if json_like {
             match mask_json(&self.masker, &call.target.fields, &bytes, &mut tally) {
@@ -804,6 +816,16 @@ impl Call {
         }
         s
     }
+}
+
+fn decision_key(who: &SessionIdentity, parts: &[&str]) -> String {
+    let o = |v: &Option<String>| v.clone().map_or_else(|| "\u{1}".to_string(), |s| s);
+    let mut k = [who.agent.clone(), who.owner.clone(), o(&who.node), o(&who.run), o(&who.graph_version), who.target.clone()].join("\0");
+    for p in parts {
+        k.push('\0');
+        k.push_str(p);
+    }
+    k
 }
 
 /// ("target", "/rest" policy form, "/rest" forward form).

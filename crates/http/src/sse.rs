@@ -53,11 +53,19 @@ pub struct SseMasker {
     completion: Sha256,
     pub tally: Tally,
     pub events: u64,
+    /// Off for targets with `mask = false`: events pass unchanged, usage is still read.
+    masking: bool,
 }
 
 impl SseMasker {
     pub fn new(masker: Arc<Masker>, max_event: usize, holdback: usize) -> Self {
-        SseMasker { masker, buf: Vec::new(), max_event, holdback, streams: Vec::new(), usage: None, completion: Sha256::new(), tally: Tally::default(), events: 0 }
+        SseMasker { masker, buf: Vec::new(), max_event, holdback, streams: Vec::new(), usage: None, completion: Sha256::new(), tally: Tally::default(), events: 0, masking: true }
+    }
+
+    /// Events pass unchanged (no hold-back either); usage and digests are still taken.
+    pub fn without_masking(mut self) -> Self {
+        self.masking = false;
+        self
     }
 
     /// SHA-256 of the streamed text as the provider sent it (before masking).
@@ -98,6 +106,9 @@ impl SseMasker {
     }
 
     fn mask<'a>(&mut self, s: &'a str) -> Cow<'a, str> {
+        if !self.masking {
+            return Cow::Borrowed(s);
+        }
         let (m, c) = self.masker.mask_str(s);
         if matches!(m, Cow::Owned(_)) {
             self.tally.counts.merge(&c);
@@ -186,9 +197,10 @@ impl SseMasker {
     /// Masked text that can go now; the rest stays pending.
     fn take_emittable(&mut self, key: &str, all: bool) -> String {
         let holdback = self.holdback;
+        let masking = self.masking;
         let masker = self.masker.clone();
         let s = self.stream(key);
-        let cut = if all { s.pending.len() } else { safe_cut(&masker, &s.pending, holdback) };
+        let cut = if all || !masking { s.pending.len() } else { safe_cut(&masker, &s.pending, holdback) };
         let emit: String = s.pending.drain(..cut).collect();
         self.mask(&emit).into_owned()
     }
