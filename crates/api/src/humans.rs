@@ -39,7 +39,29 @@ pub async fn human(state: &ApiState, headers: &HeaderMap) -> Result<Human, Respo
     };
     let store = state.store.clone();
     let email = human.email.clone();
-    let rec = tokio::task::spawn_blocking(move || store.human(&email)).await.ok().and_then(Result::ok).flatten();
+    // The human's SCIM groups count like the token's groups claim (Entra ID leaves groups
+    // out of tokens when there are many; SCIM provisioning still tells us).
+    let found = tokio::task::spawn_blocking(move || -> warden_store::Result<(Option<warden_store::HumanRecord>, Vec<String>)> {
+        let rec = store.human(&email)?;
+        let groups = match store.scim_users(Some(&email), None, 0, 1)?.1.first() {
+            Some(u) => store.scim_groups_of(&u.id)?,
+            None => Vec::new(),
+        };
+        Ok((rec, groups))
+    })
+    .await
+    .ok()
+    .and_then(Result::ok);
+    let Some((rec, scim_groups)) = found else {
+        return Err(api_error(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"));
+    };
+    let mut human = human;
+    for g in scim_groups {
+        if !human.groups.contains(&g) {
+            human.groups.push(g);
+        }
+    }
+    human.roles = verifier.roles_for(&human.groups);
     match rec {
         Some(h) if h.status == warden_store::HumanStatus::Active => Ok(human),
         Some(_) => Err(api_error(StatusCode::FORBIDDEN, format!("{} is deactivated in Warden", human.email))),

@@ -272,7 +272,12 @@ impl OidcVerifier {
             Some(serde_json::Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         };
-        let roles = self.settings.roles.iter().filter(|(_, gs)| gs.iter().any(|g| groups.contains(g))).map(|(r, _)| r.clone()).collect();
+        let roles = self.roles_for(&groups);
         Ok(Human { email, subject, groups, roles })
+    }
+
+    /// Roles whose configured groups intersect `groups`.
+    pub fn roles_for(&self, groups: &[String]) -> Vec<String> {
+        self.settings.roles.iter().filter(|(_, gs)| gs.iter().any(|g| groups.contains(g))).map(|(r, _)| r.clone()).collect()
     }
 }

@@ -146,6 +146,13 @@ fn approvals_over_the_api_with_oidc_apply_separation_of_duties() {
     // Nor a human who is neither a configured approver nor in an approver group.
     let erin = idp.token("k1", &idp.claims("erin@example.com", AUD, &["developers"], 300));
     assert_eq!(api(&gw, "POST", &path, Some(&erin), Some(&reason)).0, 403);
+    // erin joins the SCIM group mapped to the approver role: her token carries no groups,
+    // SCIM membership is enough.
+    let erin_id = provision(&gw, "erin@example.com");
+    let (_, g) = scim(&gw, "POST", "/scim/v2/Groups", Some(&json!({"displayName": "warden-approvers", "members": [{"value": erin_id}]})));
+    let (status, me) = api(&gw, "GET", "/v1/me", Some(&erin), None);
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["roles"], json!(["approver"]), "{me} {g}");
     // bob is a configured approver.
     let bob = idp.token("k1", &idp.claims("bob@example.com", AUD, &[], 300));
     let (status, body) = api(&gw, "POST", &path, Some(&bob), Some(&reason));
@@ -214,6 +221,13 @@ fn scim_users_and_groups_as_okta_and_entra_id_call_them() {
     assert_eq!(u["active"], false);
     let humans = gw.admin(&["human", "list", "--json"]);
     assert!(humans.contains(r#"{"email":"ann@example.com","status":"deactivated"}"#), "{humans}");
+
+    // PUT with active: false deactivates too.
+    let u2 = u_id(&gw, "user2@example.com");
+    let (status, u) = scim(&gw, "PUT", &format!("/scim/v2/Users/{u2}"), Some(&json!({"userName": "user2@example.com", "active": false})));
+    assert_eq!(status, 200, "{u}");
+    assert_eq!(u["active"], false);
+    assert!(gw.admin(&["human", "list", "--json"]).contains(r#"{"email":"user2@example.com","status":"deactivated"}"#));
 
     // Groups: create, list by name, add and remove members.
     let (status, g) = scim(&gw, "POST", "/scim/v2/Groups", Some(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "warden-approvers", "members": []})));
