@@ -384,6 +384,23 @@ async fn llm_models_high_cost_and_streaming_masking_across_events() {
     assert!(text.starts_with("Your card is ") && text.ends_with(", keep it safe."), "{text}");
     assert!(text.contains("[REDACTED:card]"), "{text}");
     assert_eq!(usage["completion_tokens"], 9, "the usage event the gateway asked for arrives: {raw_body}");
+
+    // Audit: model, tokens, cost, latency and decision; prompts and completions only as digests.
+    let gw_ref = &gw;
+    let events: Vec<Value> = wait_for(Duration::from_secs(20), "the streamed call's audit event", || {
+        let text = gw_ref.admin(&["audit", "search", "--json", "--limit", "2000"]);
+        let evs: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        evs.iter().any(|e| e["kind"] == "llm_call" && e["stream"] == true).then_some(evs)
+    });
+    let streamed = events.iter().find(|e| e["kind"] == "llm_call" && e["stream"] == true).unwrap();
+    assert_eq!(streamed["model"], "small");
+    assert_eq!(streamed["prompt_tokens"], 12);
+    assert_eq!(streamed["completion_tokens"], 9);
+    assert!(streamed["cost_usd"].as_f64().unwrap() > 0.0, "{streamed}");
+    assert!(streamed["completion_digest"].as_str().unwrap().len() == 64 && streamed["prompt_digest"].is_string(), "{streamed}");
+    assert!(events.iter().any(|e| e["kind"] == "llm_call" && e["decision"] == "deny" && e["model"] == "gpt-huge"));
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains("what is my card") && !all.contains("4111") && !all.contains("keep it safe"), "prompt or completion text in the audit log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
