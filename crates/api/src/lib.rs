@@ -13,6 +13,7 @@ use warden_audit::{AuditEvent, AuditHandle};
 use warden_core::token::{TokenKeys, TokenRequest};
 use warden_store::Store;
 
+pub mod console;
 pub mod deprovision;
 pub mod duties;
 pub mod graphs;

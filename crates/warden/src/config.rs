@@ -45,6 +45,9 @@ pub struct Config {
     /// Session recording levels, caps and retention (`[recording]`, issue 12).
     #[serde(default)]
     pub recording: crate::recording::RecordingConfig,
+    /// Web console sign-in (`[console]`, issue 12).
+    #[serde(default)]
+    pub console: crate::console::ConsoleConfig,
     #[serde(default, rename = "targets")]
     pub targets: Vec<Target>,
     /// Directory of the config file; relative paths resolve against it.

@@ -3,6 +3,7 @@
 mod approvals;
 mod cli;
 mod config;
+mod console;
 mod gate;
 mod graphs;
 mod keys;

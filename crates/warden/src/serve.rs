@@ -58,7 +58,8 @@ async fn serve(config: Config) -> Result<()> {
             }
         });
     }
-    let api = warden_api::router(warden_api::ApiState { store, tokens, audit: audit.clone(), default_ttl: config.tokens.default_ttl, max_ttl: config.tokens.max_ttl, identity: identity_settings(&config, gate.clone())? });
+    let api_state = warden_api::ApiState { store, tokens, audit: audit.clone(), default_ttl: config.tokens.default_ttl, max_ttl: config.tokens.max_ttl, identity: identity_settings(&config, gate.clone())? };
+    let api = warden_api::router(api_state.clone()).merge(warden_api::console::router(api_state, crate::console::settings(&config.console)?));
     tracing::info!(postgres = %pg_listener.local_addr()?, admin = %admin_listener.local_addr()?, data_dir = %data_dir.display(), targets = config.targets.len(), "warden listening");
 
     let pg = tokio::spawn(server.serve(pg_listener));

@@ -1,0 +1,53 @@
+// Warden console: live approvals inbox (SSE) and the session replay stepper. Loaded from
+// /console/static under CSP default-src 'self'; no inline script anywhere.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const inbox = document.getElementById("inbox");
+  if (inbox && window.EventSource) {
+    const events = new EventSource("/console/events");
+    events.addEventListener("approvals", async () => {
+      // Keep a reason someone is typing: only refresh when no form field has focus.
+      if (inbox.contains(document.activeElement) && document.activeElement.value) return;
+      const r = await fetch("/console/approvals/list", { credentials: "same-origin" });
+      if (r.ok) inbox.innerHTML = await r.text();
+    });
+  }
+
+  const steps = Array.from(document.querySelectorAll("#steps .step"));
+  if (steps.length) {
+    let current = 0;
+    let timer = null;
+    const position = document.getElementById("position");
+    const show = (i) => {
+      current = Math.max(0, Math.min(steps.length - 1, i));
+      steps.forEach((s, j) => {
+        s.classList.toggle("hidden", j > current);
+        s.classList.toggle("current", j === current);
+      });
+      position.textContent = `step ${current + 1} of ${steps.length}`;
+      steps[current].scrollIntoView({ block: "nearest" });
+    };
+    const stop = () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      document.getElementById("play").textContent = "▶ Play";
+    };
+    const playFrom = (i) => {
+      show(i);
+      if (current >= steps.length - 1) return stop();
+      const speed = Number(document.getElementById("speed").value) || 1;
+      const wait = (Number(steps[current + 1].dataset.at) - Number(steps[current].dataset.at)) / 1000 / speed;
+      timer = setTimeout(() => playFrom(current + 1), Math.min(Math.max(wait, 0), 10000));
+    };
+    document.getElementById("prev").addEventListener("click", () => { stop(); show(current - 1); });
+    document.getElementById("next").addEventListener("click", () => { stop(); show(current + 1); });
+    document.getElementById("all").addEventListener("click", () => { stop(); show(steps.length - 1); });
+    document.getElementById("play").addEventListener("click", (e) => {
+      if (timer) return stop();
+      e.target.textContent = "❚❚ Pause";
+      playFrom(current >= steps.length - 1 ? 0 : current);
+    });
+    show(0);
+  }
+});
