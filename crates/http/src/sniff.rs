@@ -269,12 +269,12 @@ impl<S> Sniffed<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Sniffed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
         let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
-            let new = buf.filled()[before..].to_vec();
-            self.obs.feed(&new);
+            this.obs.feed(&buf.filled()[before..]);
         }
         r
     }
