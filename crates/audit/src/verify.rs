@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use ed25519_dalek::VerifyingKey;
-use warden_store::{AuditRow, Store};
+use warden_store::{AuditRow, AuditStore};
 
 use crate::chain::{event_hash, verify_checkpoint, GENESIS_HASH};
 use crate::AuditEvent;
@@ -26,7 +26,7 @@ const PAGE: u32 = 10_000;
 /// to them, which proves integrity but not who wrote the checkpoint.
 ///
 /// Never returns "ok" on a read error: a database that cannot be read is a failure.
-pub fn verify(store: &dyn Store, public_key: Option<&VerifyingKey>) -> VerifyReport {
+pub fn verify(store: &dyn AuditStore, public_key: Option<&VerifyingKey>) -> VerifyReport {
     let mut report = VerifyReport {
         events: 0,
         checkpoints: 0,
@@ -42,7 +42,7 @@ pub fn verify(store: &dyn Store, public_key: Option<&VerifyingKey>) -> VerifyRep
 }
 
 fn run(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     public_key: Option<&VerifyingKey>,
     r: &mut VerifyReport,
 ) -> Result<(), String> {

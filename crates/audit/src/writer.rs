@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use tokio::sync::{mpsc, oneshot};
-use warden_store::{Checkpoint, NewAuditRow, Store, StoreError};
+use warden_store::{AuditStore, Checkpoint, NewAuditRow, StoreError};
 
 use crate::chain::{event_hash, sign_checkpoint, GENESIS_HASH};
 use crate::event::NAMED_FIELDS;
@@ -88,14 +88,14 @@ enum Msg {
 pub struct AuditWriter;
 
 impl AuditWriter {
-    pub fn start(store: Arc<dyn Store>, signing_key: Option<SigningKey>) -> AuditHandle {
+    pub fn start(store: Arc<dyn AuditStore>, signing_key: Option<SigningKey>) -> AuditHandle {
         Self::start_with(store, signing_key, AuditConfig::default())
     }
 
     /// Spawns the writer thread. It runs until [`AuditHandle::shutdown`] or until every
     /// handle is dropped, committing whatever is queued first in both cases.
     pub fn start_with(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditStore>,
         signing_key: Option<SigningKey>,
         config: AuditConfig,
     ) -> AuditHandle {
@@ -226,7 +226,7 @@ impl AuditHandle {
 }
 
 struct Writer {
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     key: Option<SigningKey>,
     batch_max: usize,
     checkpoint_every: u64,

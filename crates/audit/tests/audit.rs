@@ -329,40 +329,7 @@ struct FaultyStore {
     fail: AtomicBool,
 }
 
-impl Store for FaultyStore {
-    fn create_agent(&self, n: &str, o: &str) -> Result<NewAgent> {
-        self.inner.create_agent(n, o)
-    }
-    fn verify_enrollment(&self, n: &str, s: &str) -> Result<bool> {
-        self.inner.verify_enrollment(n, s)
-    }
-    fn agent(&self, n: &str) -> Result<Option<AgentRecord>> {
-        self.inner.agent(n)
-    }
-    fn list_agents(&self) -> Result<Vec<AgentRecord>> {
-        self.inner.list_agents()
-    }
-    fn suspend_agent(&self, n: &str) -> Result<()> {
-        self.inner.suspend_agent(n)
-    }
-    fn resume_agent(&self, n: &str) -> Result<()> {
-        self.inner.resume_agent(n)
-    }
-    fn deactivate_human(&self, e: &str) -> Result<Vec<String>> {
-        self.inner.deactivate_human(e)
-    }
-    fn activate_human(&self, e: &str) -> Result<()> {
-        self.inner.activate_human(e)
-    }
-    fn human(&self, e: &str) -> Result<Option<HumanRecord>> {
-        self.inner.human(e)
-    }
-    fn list_humans(&self) -> Result<Vec<HumanRecord>> {
-        self.inner.list_humans()
-    }
-    fn epoch(&self) -> Result<i64> {
-        self.inner.epoch()
-    }
+impl AuditStore for FaultyStore {
     fn append_audit(&self, rows: &[NewAuditRow]) -> Result<()> {
         let _held = self.gate.lock().unwrap();
         if self.fail.load(Ordering::SeqCst) {

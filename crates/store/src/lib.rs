@@ -194,7 +194,38 @@ pub struct Checkpoint {
 
 /// Control-plane state. Implementations must be safe to share between threads and
 /// between processes using the same database.
-pub trait Store: ApprovalStore + IdentityStore + Send + Sync {
+/// The audit log's rows and signed checkpoints: all the audit writer and verifier need, so
+/// they (and their test doubles) do not depend on the rest of the control plane.
+pub trait AuditStore: Send + Sync {
+    /// Appends the rows in one transaction (one fsync). The batch must be contiguous and
+    /// link onto the current tail (re-read inside the write transaction); otherwise
+    /// [`StoreError::AuditTailMoved`] and nothing is written.
+    fn append_audit(&self, rows: &[NewAuditRow]) -> Result<()>;
+    /// `(seq, hash)` of the last row, or `None` for an empty log.
+    fn audit_tail(&self) -> Result<Option<(i64, String)>>;
+    fn audit_rows(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>>;
+    /// Rows with `seq > after_seq` in ascending order, at most `limit`: page through the
+    /// whole log for verification without holding it in memory.
+    fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>>;
+    /// The whole log in ascending order. Prefer [`AuditStore::audit_range`] for large logs.
+    fn audit_all(&self) -> Result<Vec<AuditRow>> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self.audit_range(after, 10_000)?;
+            match page.last() {
+                Some(last) => after = last.seq,
+                None => return Ok(out),
+            }
+            out.extend(page);
+        }
+    }
+    fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
+    /// Ascending by seq.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+}
+
+pub trait Store: AuditStore + ApprovalStore + IdentityStore + Send + Sync {
     /// Creates the agent (and its owner, active, if unknown). Refused if the owner is
     /// deactivated or the name is taken.
     fn create_agent(&self, name: &str, owner_email: &str) -> Result<NewAgent>;
@@ -219,32 +250,6 @@ pub trait Store: ApprovalStore + IdentityStore + Send + Sync {
     /// enough to poll every ~200 ms; when it moves, re-check live sessions.
     fn epoch(&self) -> Result<i64>;
 
-    /// Appends the rows in one transaction (one fsync). The batch must be contiguous and
-    /// link onto the current tail (re-read inside the write transaction); otherwise
-    /// [`StoreError::AuditTailMoved`] and nothing is written.
-    fn append_audit(&self, rows: &[NewAuditRow]) -> Result<()>;
-    /// `(seq, hash)` of the last row, or `None` for an empty log.
-    fn audit_tail(&self) -> Result<Option<(i64, String)>>;
-    fn audit_rows(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>>;
-    /// Rows with `seq > after_seq` in ascending order, at most `limit`: page through the
-    /// whole log for verification without holding it in memory.
-    fn audit_range(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditRow>>;
-    /// The whole log in ascending order. Prefer [`Store::audit_range`] for large logs.
-    fn audit_all(&self) -> Result<Vec<AuditRow>> {
-        let mut out = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = self.audit_range(after, 10_000)?;
-            match page.last() {
-                Some(last) => after = last.seq,
-                None => return Ok(out),
-            }
-            out.extend(page);
-        }
-    }
-    fn append_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()>;
-    /// Ascending by seq.
-    fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
 
     /// Session recordings, where the backend keeps them (None: recording is unavailable).
     fn recordings(&self) -> Option<&dyn RecordingStore> {

@@ -210,6 +210,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The schema version this build migrates to (`PRAGMA user_version`).
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
     /// Opens (creating the file and its parent directory if needed) and migrates.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
@@ -615,6 +618,9 @@ impl Store for SqliteStore {
         })
     }
 
+}
+
+impl AuditStore for SqliteStore {
     fn append_audit(&self, rows: &[NewAuditRow]) -> Result<()> {
         let Some(first) = rows.first() else {
             return Ok(());

@@ -21,7 +21,7 @@ fn open_creates_parent_dir_and_uses_wal() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 1);
+    assert_eq!(v, SqliteStore::SCHEMA_VERSION);
 }
 
 #[test]
