@@ -26,3 +26,9 @@ ensure_postgres() {
   fi
   pg_isready -h 127.0.0.1 -p 5432 >/dev/null
 }
+
+ensure_browser() {
+  # The console's browser tests drive Debian's chromium through Playwright (never
+  # `playwright install`, which downloads a browser build).
+  apt_install chromium
+}

@@ -17,3 +17,8 @@ if [ -d clients/python ]; then
   export WARDEN_BIN="$PWD/target/debug/warden"
   python3 -m pytest -q clients/python/tests
 fi
+
+# The web console in a real browser (issue 12): screenshots land in target/screenshots/.
+ensure_browser
+python3 -m pip install -q -r tests/browser/requirements.txt
+WARDEN_BIN="$PWD/target/debug/warden" python3 -m pytest -q tests/browser

@@ -5,13 +5,26 @@
 document.addEventListener("DOMContentLoaded", () => {
   const inbox = document.getElementById("inbox");
   if (inbox && window.EventSource) {
-    const events = new EventSource("/console/events");
-    events.addEventListener("approvals", async () => {
-      // Keep a reason someone is typing: only refresh when no form field has focus.
-      if (inbox.contains(document.activeElement) && document.activeElement.value) return;
+    let first = true;
+    let stale = false;
+    const refresh = async () => {
+      // Never wipe a reason someone is typing: refresh once the fields are empty again.
+      const typing = Array.from(inbox.querySelectorAll("input[type=text]")).some((i) => i.value);
+      if (typing) { stale = true; return; }
+      stale = false;
       const r = await fetch("/console/approvals/list", { credentials: "same-origin" });
       if (r.ok) inbox.innerHTML = await r.text();
+    };
+    const events = new EventSource("/console/events");
+    events.addEventListener("approvals", (e) => {
+      // The first event describes the state the page was rendered with, unless it changed
+      // in between.
+      const rendered = inbox.querySelectorAll(".request").length;
+      if (first && String(rendered) === e.data) { first = false; return; }
+      first = false;
+      refresh();
     });
+    setInterval(() => { if (stale) refresh(); }, 2000);
   }
 
   const steps = Array.from(document.querySelectorAll("#steps .step"));
