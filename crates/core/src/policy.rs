@@ -21,6 +21,7 @@
 
 mod error;
 pub mod http;
+pub mod mcp;
 mod reason;
 mod slice;
 
