@@ -9,6 +9,7 @@
 
 pub mod approvals;
 pub mod identity;
+pub mod mcp_pins;
 pub mod recordings;
 mod sqlite;
 mod validate;
@@ -16,6 +17,7 @@ mod validate;
 pub use approvals::{ApprovalRecord, ApprovalStatus, ApprovalStore, GrantRecord, GrantSpec, NewApproval, Vote, VoteOutcome};
 
 pub use identity::{GraphStatus, GraphVersion, IdentityStore, ScimGroup, ScimUser, Withdrawn};
+pub use mcp_pins::{McpPinStore, McpToolPin};
 pub use recordings::{RecordingChunk, RecordingFilter, RecordingStore, RecordingSummary};
 pub use sqlite::SqliteStore;
 pub use validate::{normalize_email, validate_agent_name};
@@ -253,6 +255,12 @@ pub trait Store: AuditStore + ApprovalStore + IdentityStore + Send + Sync {
 
     /// Session recordings, where the backend keeps them (None: recording is unavailable).
     fn recordings(&self) -> Option<&dyn RecordingStore> {
+        None
+    }
+
+    /// Pinned MCP tool definitions, where the backend keeps them (None: MCP calls are
+    /// refused, since pins cannot be checked).
+    fn mcp_pins(&self) -> Option<&dyn McpPinStore> {
         None
     }
 }

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 mod approvals;
 mod identity;
 mod recordings;
+mod mcp_pins;
 
 use crate::validate::{normalize_email, validate_agent_name};
 use crate::*;
@@ -190,6 +191,23 @@ const MIGRATIONS: &[&str] = &[
         sha256       TEXT NOT NULL,
         data         BLOB NOT NULL,
         PRIMARY KEY (session_id, seq)
+    );
+    "#,
+    // 5: pinned MCP tool definitions (issue 14): digest of description + inputSchema as
+    // first seen (or last approved) and as last served.
+    r#"
+    CREATE TABLE mcp_tool_pins (
+        server             TEXT NOT NULL,
+        tool               TEXT NOT NULL,
+        pinned_digest      TEXT NOT NULL,
+        pinned_definition  TEXT NOT NULL,
+        seen_digest        TEXT NOT NULL,
+        seen_definition    TEXT NOT NULL,
+        first_seen_at      INTEGER NOT NULL,
+        changed_at         INTEGER,
+        approved_by        TEXT,
+        approved_at        INTEGER,
+        PRIMARY KEY (server, tool)
     );
     "#,
 ];
@@ -392,6 +410,10 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 
 impl Store for SqliteStore {
     fn recordings(&self) -> Option<&dyn crate::RecordingStore> {
+        Some(self)
+    }
+
+    fn mcp_pins(&self) -> Option<&dyn crate::McpPinStore> {
         Some(self)
     }
 
