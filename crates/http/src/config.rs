@@ -50,6 +50,8 @@ pub struct HttpConfig {
 pub enum TargetKind {
     Http,
     Llm,
+    /// An MCP server over streamable HTTP (`mcp.rs`).
+    Mcp,
 }
 
 /// What to do with a response that masking cannot handle (unknown content type,
@@ -277,7 +279,7 @@ impl HttpConfig {
             if let Some(a) = &t.auth {
                 a.validate().map_err(|e| bad(format!("{key}.auth: {e}")))?;
             }
-            if t.kind == TargetKind::Http && (!t.models.is_empty() || t.budgets.any()) {
+            if t.kind != TargetKind::Llm && (!t.models.is_empty() || t.budgets.any()) {
                 return Err(bad(format!("{key}: models and budgets apply to kind = \"llm\" targets only")));
             }
             for (m, c) in &t.models {

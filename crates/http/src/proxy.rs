@@ -37,6 +37,9 @@ use warden_core::{Decision, Effect, SessionIdentity};
 use warden_mask::Masker;
 use warden_store::{ApprovalRecord, ApprovalStatus, NewApproval, Store};
 
+#[path = "mcp.rs"]
+mod mcp;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = BoxBody<Bytes, BoxError>;
 
@@ -87,6 +90,8 @@ pub struct HttpGateway {
     /// or the model call), joined with NUL: the full text, never a hash. The policy engine
     /// never changes while the gateway runs, so entries need no epoch.
     decisions: quick_cache::sync::Cache<String, Decision>,
+    /// MCP targets: definitions seen, pins, tools/list visibility (`mcp.rs`).
+    mcp: mcp::McpState,
 }
 
 fn now_unix() -> i64 {
@@ -166,7 +171,7 @@ impl HttpGateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
-        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000) }))
+        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), mcp: Default::default() }))
     }
 
     /// The budget ledger (tests and metrics).
@@ -303,7 +308,11 @@ impl HttpGateway {
             llm: None,
             decision: None,
             approval_id: None,
+            approver: None,
         };
+        if target.kind == TargetKind::Mcp {
+            return self.mcp(call, parts, body, rest_forward, query, approval_mode).await;
+        }
 
         // Decide.
         let endpoint = (target.kind == TargetKind::Llm && parts.method == Method::POST).then(|| Endpoint::from_path(&rest_policy)).flatten();
@@ -803,6 +812,8 @@ struct Call {
     llm: Option<LlmRequest>,
     decision: Option<Decision>,
     approval_id: Option<String>,
+    /// Who approved a held call (MCP audit).
+    approver: Option<String>,
 }
 
 impl Call {
