@@ -54,6 +54,9 @@ enum Command {
     /// Recorded sessions: list, show, replay, export.
     #[command(subcommand)]
     Sessions(crate::recording::SessionsCmd),
+    /// MCP tool gateway: pinned tool definitions (list, approve).
+    #[command(subcommand)]
+    Mcp(crate::mcp::McpCmd),
 }
 
 #[derive(Subcommand)]
@@ -457,6 +460,7 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
             println!("agent {name} transferred from {previous} to {}", to.trim().to_ascii_lowercase());
         }
         Command::Grant(cmd) => return grant_cmd(cmd, config, store),
+        Command::Mcp(cmd) => return crate::mcp::run(cmd, config, store),
         Command::Serve | Command::Policy(_) => unreachable!("handled before opening the store"),
     }
     Ok(ExitCode::SUCCESS)
