@@ -15,7 +15,7 @@ cargo nextest run --workspace --no-fail-fast
 if [ -d clients/python ]; then
   python3 -m pip install -q -e "clients/python[test]"
   export WARDEN_BIN="$PWD/target/debug/warden"
-  python3 -m pytest -q clients/python/tests
+  python3 -m pytest -q clients/python/tests examples/langgraph-support-agent
 fi
 
 # The web console in a real browser (issue 12): screenshots land in target/screenshots/.

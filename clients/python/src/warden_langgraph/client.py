@@ -138,6 +138,8 @@ class WardenClient:
         token_ttl: str | None = None,
         refresh_fraction: float = 0.8,
         max_pools: int = 32,
+        http_url: str = "http://127.0.0.1:8282",
+        graph_version: str | None = None,
         http_transport: httpx.BaseTransport | None = None,
         async_http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -149,6 +151,8 @@ class WardenClient:
         self.pg_port = int(pg_port)
         self.target = target
         self.token_ttl = token_ttl
+        self.http_url = http_url.rstrip("/")
+        self._http_transport = http_transport
         self._secret: Secret = load_secret(secret, secret_env, secret_file)
         self.tokens = TokenCache(
             admin_url,
@@ -156,6 +160,7 @@ class WardenClient:
             self._secret,
             ttl=token_ttl,
             refresh_fraction=refresh_fraction,
+            graph_version=graph_version,
             transport=http_transport,
             async_transport=async_http_transport,
         )
@@ -167,7 +172,8 @@ class WardenClient:
     @classmethod
     def from_env(cls, **overrides: Any) -> WardenClient:
         """Build a client from ``WARDEN_ADMIN_URL``, ``WARDEN_AGENT``, ``WARDEN_PG_HOST``,
-        ``WARDEN_PG_PORT``, ``WARDEN_TARGET``, ``WARDEN_TOKEN_TTL`` and the secret from
+        ``WARDEN_PG_PORT``, ``WARDEN_TARGET``, ``WARDEN_TOKEN_TTL``, ``WARDEN_HTTP_URL`` (the
+        HTTP/LLM gateway), ``WARDEN_GRAPH_VERSION`` and the secret from
         ``WARDEN_AGENT_SECRET`` or the file named by ``WARDEN_AGENT_SECRET_FILE``."""
         env = os.environ
         kw: dict[str, Any] = {
@@ -177,6 +183,8 @@ class WardenClient:
             "pg_port": int(env.get("WARDEN_PG_PORT", "6543")),
             "target": env.get("WARDEN_TARGET", "test"),
             "token_ttl": env.get("WARDEN_TOKEN_TTL") or None,
+            "http_url": env.get("WARDEN_HTTP_URL", "http://127.0.0.1:8282"),
+            "graph_version": env.get("WARDEN_GRAPH_VERSION") or None,
         }
         if env.get("WARDEN_AGENT_SECRET_FILE"):
             kw["secret_file"] = env["WARDEN_AGENT_SECRET_FILE"]
@@ -214,6 +222,78 @@ class WardenClient:
         token as ``password`` (for code that builds its own connections)."""
         s = self.scope(config, **scope)
         return self._connect_kwargs(s, self.tokens.get(s))
+
+    # -- HTTP and LLM gateway -------------------------------------------------------------
+
+    def http_headers(self, config: Config = None, **scope: Any) -> dict[str, str]:
+        """Headers for a request through Warden's HTTP/LLM gateway from the current node:
+        ``Authorization: Bearer <token pinned to the node>`` and ``x-warden-node``/``-run``/
+        ``-thread``. The gateway strips them and injects the target's own credential."""
+        s = self.scope(config, **scope)
+        headers = {"authorization": f"Bearer {self.tokens.get(s).value}", "x-warden-node": s.node, "x-warden-run": s.run}
+        if s.thread:
+            headers["x-warden-thread"] = s.thread
+        return headers
+
+    def openai_base_url(self, target: str = "llm", prefix: str = "v1") -> str:
+        """The OpenAI-compatible base URL of an ``llm`` target: ``{http_url}/{target}/{prefix}``
+        (pass it with :meth:`http_headers` to an OpenAI-compatible client)."""
+        return "/".join(p.strip("/") for p in (self.http_url, target, prefix) if p)
+
+    def httpx_client(
+        self,
+        config: Config = None,
+        *,
+        target: str | None = None,
+        prefix: str = "",
+        node: str | None = None,
+        run: str | None = None,
+        thread: str | None = None,
+        **kwargs: Any,
+    ) -> httpx.Client:
+        """An ``httpx.Client`` whose base URL is ``{http_url}/{target}/{prefix}`` and whose
+        headers carry the current node's token. Open one per node call (the token is fixed
+        when the client is made)."""
+        base = "/".join(p.strip("/") for p in (self.http_url, target or "", prefix) if p)
+        headers = {**self.http_headers(config, node=node, run=run, thread=thread), **dict(kwargs.pop("headers", None) or {})}
+        kwargs.setdefault("timeout", 60.0)
+        return httpx.Client(base_url=base, headers=headers, **kwargs)
+
+    # -- graph versions ---------------------------------------------------------------------
+
+    @property
+    def graph_version(self) -> str | None:
+        """The graph version digest this client's tokens carry."""
+        return self.tokens.graph_version
+
+    def use_graph(self, compiled_graph: Any, privileges: Mapping[str, Any], *, name: str) -> dict[str, Any]:
+        """Compute the compiled graph's manifest (see :func:`~warden_langgraph.manifest`), make
+        every token from now on carry its digest as the graph version, and return the manifest
+        (to submit with :meth:`submit_manifest` or ``warden graph submit``). A gateway with
+        ``[graphs] require_approved_version`` gives a version nothing until a human approves
+        it, and then only what both policy and the manifest allow."""
+        from .digest import manifest
+
+        m = manifest(compiled_graph, privileges, agent=self.agent, name=name)
+        if m["digest"] != self.tokens.graph_version:
+            self.tokens.clear()
+            self.tokens.graph_version = m["digest"]
+        return m
+
+    def submit_manifest(self, manifest: Mapping[str, Any]) -> dict[str, Any]:
+        """Submit a graph version's manifest for review (``POST /v1/graphs`` as the agent).
+        Returns the pending graph version (``id``, ``digest``, ``status``, ``next``)."""
+        url = self.admin_url.rstrip("/") + "/v1/graphs"
+        body = {"agent": self.agent, "secret": self._secret.reveal(), "manifest": dict(manifest)}
+        try:
+            with httpx.Client(timeout=10.0, transport=self._http_transport) as http:
+                resp = http.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise WardenError(f"cannot reach the Warden admin API at {url}: {type(exc).__name__}") from None
+        if resp.status_code not in (200, 201):
+            raise WardenError(f"graph submission failed: HTTP {resp.status_code}: {resp.text[:300]}")
+        result: dict[str, Any] = resp.json()
+        return result
 
     # -- single connections ----------------------------------------------------------------
 

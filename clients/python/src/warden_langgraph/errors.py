@@ -37,13 +37,13 @@ __all__ = [
 #: SQLSTATE of a statement Warden refused (PostgreSQL's ``insufficient_privilege``).
 DENIED_SQLSTATE = "42501"
 
-#: SQLSTATE Warden will send when a statement is held for human approval ("resume mode").
-#: PLACEHOLDER: the approval flow (issue 10) does not exist yet; this value and the message
-#: format ``... approval <id> ...`` are this package's proposal and must be confirmed when the
-#: gateway side lands. Class ``WA`` is not used by PostgreSQL.
+#: SQLSTATE Warden sends when a statement is held for human approval in resume mode
+#: (``warden: approval pending: approval apr_... (policy "...") must be granted by a human``).
+#: Class ``WA`` is not used by PostgreSQL.
 APPROVAL_PENDING_SQLSTATE = "WA001"
 
-_APPROVAL_ID = re.compile(r"\bapproval\s+([A-Za-z0-9][A-Za-z0-9_.:-]*)")
+# "approval <id>", skipping the gateway's "approval pending:" prefix.
+_APPROVAL_ID = re.compile(r"\bapproval\s+(?!pending\b)([A-Za-z0-9][A-Za-z0-9_.-]*)")
 
 
 class WardenError(Exception):

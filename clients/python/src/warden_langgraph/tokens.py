@@ -111,6 +111,7 @@ class TokenCache:
         *,
         ttl: str | None = None,
         refresh_fraction: float = 0.8,
+        graph_version: str | None = None,
         max_entries: int = 256,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -123,6 +124,9 @@ class TokenCache:
         self._agent = agent
         self._secret = secret
         self._ttl = ttl
+        #: The graph version digest tokens carry (``None``: no version); see
+        #: :meth:`WardenClient.use_graph`.
+        self.graph_version = graph_version
         self._fraction = refresh_fraction
         self._max = max_entries
         self._timeout = timeout
@@ -146,6 +150,8 @@ class TokenCache:
             body["thread"] = scope.thread
         if self._ttl:
             body["ttl"] = self._ttl
+        if self.graph_version:
+            body["graph_version"] = self.graph_version
         return body
 
     def _fresh(self, scope: Scope) -> Token | None:
