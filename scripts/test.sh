@@ -9,6 +9,7 @@ ensure_build_deps
 ensure_postgres
 
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
+python3 -m pip install -q "mcp<2"
 cargo build --workspace --all-targets
 cargo nextest run --workspace --no-fail-fast
 
