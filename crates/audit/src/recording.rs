@@ -292,55 +292,45 @@ struct Writer {
 }
 
 impl Writer {
+    /// The writer does not block on the channel: a receiver parked there would be woken
+    /// (a futex syscall and a context switch) for every statement of every session, which
+    /// on a small machine costs more than the recording itself. It wakes every `TICK`,
+    /// takes everything queued, and writes chunks every `flush_every`.
     fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        const TICK: Duration = Duration::from_millis(20);
         let mut deadline = Instant::now() + self.config.flush_every;
         loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(wait) {
-                Ok(Msg::Entry { session, at_us, body, weight }) => {
-                    self.add(session, at_us, body, weight);
-                    if self.sessions.values().any(|s| s.buf.len() >= self.config.chunk_bytes) {
-                        self.flush_all();
+            std::thread::sleep(TICK.min(deadline.saturating_duration_since(Instant::now())));
+            let mut waiters = Vec::new();
+            let mut stop = false;
+            loop {
+                match rx.try_recv() {
+                    Ok(Msg::Entry { session, at_us, body, weight }) => {
+                        self.add(session, at_us, body, weight);
+                    }
+                    Ok(Msg::Flush(done)) => waiters.push(done),
+                    Ok(Msg::Shutdown(done)) => {
+                        waiters.push(done);
+                        stop = true;
+                    }
+                    Err(mpsc::TryRecvError::Empty) => break,
+                    Err(mpsc::TryRecvError::Disconnected) => {
+                        stop = true;
+                        break;
                     }
                 }
-                Ok(Msg::Flush(done)) => {
-                    self.drain(&rx);
-                    self.flush_all();
-                    let _ = done.send(());
-                }
-                Ok(Msg::Shutdown(done)) => {
-                    self.drain(&rx);
-                    self.flush_all();
-                    let _ = done.send(());
-                    return;
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.flush_all();
-                    return;
-                }
             }
-            if Instant::now() >= deadline {
+            let big = self.sessions.values().any(|s| s.buf.len() >= self.config.chunk_bytes);
+            if stop || big || !waiters.is_empty() || Instant::now() >= deadline {
                 self.flush_all();
                 self.purge();
                 deadline = Instant::now() + self.config.flush_every;
             }
-        }
-    }
-
-    /// Takes every entry already queued, so a flush covers everything sent before it.
-    fn drain(&mut self, rx: &mpsc::Receiver<Msg>) {
-        let mut later = Vec::new();
-        while let Ok(m) = rx.try_recv() {
-            match m {
-                Msg::Entry { session, at_us, body, weight } => self.add(session, at_us, body, weight),
-                other => later.push(other),
+            for w in waiters {
+                let _ = w.send(());
             }
-        }
-        for m in later {
-            if let Msg::Flush(done) | Msg::Shutdown(done) = m {
-                // Answered after this flush, which covers what they wait for.
-                let _ = done.send(());
+            if stop {
+                return;
             }
         }
     }
