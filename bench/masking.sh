@@ -17,7 +17,7 @@
 # `postgres`) with a database `test`; pgbench; target/release/warden (built if missing;
 # WARDEN_BIN=path to use another build). Every process it starts is stopped on exit and the
 # scratch table is dropped. Env: SECS ROUNDS CLIENTS THREADS MODE PGHOST_DIRECT
-# PGPORT_DIRECT PG_SUPERUSER WARDEN_BIN DETECT.
+# PGPORT_DIRECT PG_SUPERUSER WARDEN_BIN WARDEN_REV (the commit WARDEN_BIN was built from) DETECT.
 set -euo pipefail
 
 SECS="${1:-${SECS:-15}}"
@@ -232,7 +232,7 @@ fi
 
 mkdir -p "$RESULTS_DIR"
 {
-    echo "# bench/masking.sh $(date -u +%FT%TZ) warden=$("$WARDEN" --version 2>/dev/null | head -n1 || echo "$WARDEN") rev=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    echo "# bench/masking.sh $(date -u +%FT%TZ) warden=$("$WARDEN" --version 2>/dev/null | head -n1 || echo "$WARDEN") rev=${WARDEN_REV:-$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo "?")}"
     echo "# pgbench -n -M $MODE -f wide.sql -c $CLIENTS -j $THREADS -T $SECS, $ROUNDS round(s), order rotated"
     echo "# wide.sql: SELECT id, card_number, note, memo, c4..c10 FROM <1000 rows x 11 cols> ($RESULT_BYTES bytes of row text, ~$(( RESULT_BYTES / 1024 )) KiB per transaction)"
     echo "# nproc=$(nproc) load=$(cut -d' ' -f1-3 /proc/loadavg)"
