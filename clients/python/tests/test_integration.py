@@ -99,8 +99,15 @@ def test_generated_run_id_is_shared_by_the_nodes_of_one_invocation(gateway: Any,
     graph = build_graph(warden, customers_table)
     graph.invoke({}, {"configurable": {"thread_id": "t-a"}})
     graph.invoke({}, {"configurable": {"thread_id": "t-a"}})
-    stmts = [e for e in gateway.audit(agent[0]) if e.get("kind") == "statement"]
-    runs = {e["run"] for e in stmts}
+    # Read events are committed asynchronously (group commit): wait for all four nodes'.
+    deadline = time.monotonic() + 10
+    while True:
+        stmts = [e for e in gateway.audit(agent[0]) if e.get("kind") == "statement"]
+        runs = {e["run"] for e in stmts}
+        complete = all({e["node"] for e in stmts if e["run"] == r} == {"cleaner", "reader"} for r in runs)
+        if (len(runs) == 2 and complete) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(runs) == 2 and all(r.startswith("gen-") for r in runs), runs
     for run in runs:
         assert {e["node"] for e in stmts if e["run"] == run} == {"cleaner", "reader"}
