@@ -142,6 +142,7 @@ run() { # name url [header...]
     for h in "$@"; do args+=(-H "$h"); done
     log "$name: wrk -t$THREADS -c$CONNS -d${SECS}s $url"
     wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" --latency "${args[@]}" "$url" >"$TMP/$name.wrk"
+    sed "s/^/[wrk $name] /" "$TMP/$name.wrk" | grep -E "Requests/sec|errors|Non-2xx|Latency " >&2 || true
     local rps p99 non2xx
     rps="$(awk '/^Requests\/sec:/ {print $2}' "$TMP/$name.wrk")"
     p99="$(awk '$1 == "99%" {print $2}' "$TMP/$name.wrk")"
