@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::raw::{authed as raw_authed, frame, parse as parse_msgs};
 use common::*;
 use futures_util::{pin_mut, TryStreamExt};
 use std::time::Duration;
@@ -343,67 +344,6 @@ async fn cards_in_bigint_columns_are_masked_in_text_and_binary_results() {
 
 // ---------------------------------------------------------- raw extended protocol
 
-fn parse_msgs(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 5 {
-        let len = u32::from_be_bytes(bytes[1..5].try_into().unwrap()) as usize;
-        if len < 4 || bytes.len() < 1 + len {
-            break;
-        }
-        out.push((bytes[0], bytes[5..1 + len].to_vec()));
-        bytes = &bytes[1 + len..];
-    }
-    out
-}
-
-fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut f = vec![tag];
-    f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    f.extend_from_slice(body);
-    f
-}
-
-async fn raw_authed(gw: &Gateway, token: &str) -> TcpStream {
-    let mut s = TcpStream::connect(("127.0.0.1", gw.pg_port)).await.unwrap();
-    let mut body = 196608u32.to_be_bytes().to_vec();
-    for (k, v) in [
-        ("user", "bot"),
-        ("database", "test"),
-        ("options", "-c warden.node=reader"),
-    ] {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut p = ((body.len() + 4) as u32).to_be_bytes().to_vec();
-    p.extend_from_slice(&body);
-    s.write_all(&p).await.unwrap();
-    let mut pw = token.as_bytes().to_vec();
-    pw.push(0);
-    let mut sent = false;
-    let mut got = Vec::new();
-    loop {
-        let mut buf = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(n > 0, "closed during startup");
-        got.extend_from_slice(&buf[..n]);
-        let msgs = parse_msgs(&got);
-        if !sent && msgs.iter().any(|(t, _)| *t == b'R') {
-            s.write_all(&frame(b'p', &pw)).await.unwrap();
-            sent = true;
-            got.clear();
-        } else if msgs.iter().any(|(t, _)| *t == b'Z') {
-            return s;
-        }
-    }
-}
-
-/// Parse, Bind (all results in `format`), Execute, Sync: no Describe from the client.
 async fn raw_undescribed(s: &mut TcpStream, sql: &str, format: u16) -> Vec<(u8, Vec<u8>)> {
     let mut parse = vec![0u8];
     parse.extend_from_slice(sql.as_bytes());

@@ -3,6 +3,8 @@
 //! the real `test` database on 127.0.0.1:5432.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
