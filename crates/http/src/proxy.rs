@@ -90,6 +90,10 @@ pub struct HttpGateway {
     /// or the model call), joined with NUL: the full text, never a hash. The policy engine
     /// never changes while the gateway runs, so entries need no epoch.
     decisions: quick_cache::sync::Cache<String, Decision>,
+    /// Tokens whose signature was checked, by their full text: an Ed25519 verification per
+    /// request would dominate the request's cost. Expiry is still checked on every request;
+    /// revocation goes through the agent's status, not the token.
+    verified: quick_cache::sync::Cache<String, Arc<warden_core::token::TokenClaims>>,
     /// MCP targets: definitions seen, pins, tools/list visibility (`mcp.rs`).
     mcp: mcp::McpState,
 }
@@ -171,7 +175,7 @@ impl HttpGateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
-        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), mcp: Default::default() }))
+        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), verified: quick_cache::sync::Cache::new(10_000), mcp: Default::default() }))
     }
 
     /// The budget ledger (tests and metrics).
@@ -255,8 +259,14 @@ impl HttpGateway {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"warden\""));
             return r;
         };
-        let claims = match self.deps.tokens.verify(token.trim(), now_unix()) {
-            Ok(c) => c,
+        let token = token.trim();
+        let now = now_unix();
+        let cached = self.verified.get(token).filter(|c| c.exp > now);
+        let claims = match cached.map(Ok).unwrap_or_else(|| self.deps.tokens.verify(token, now).map(Arc::new)) {
+            Ok(c) => {
+                self.verified.insert(token.to_string(), c.clone());
+                c
+            }
             Err(TokenError::Expired) => return error(401, "token_expired", "warden: the token has expired; get a fresh one"),
             Err(_) => return error(401, "unauthenticated", "warden: the bearer token is not a valid Warden token"),
         };
