@@ -387,26 +387,20 @@ impl PolicyEngine {
             }
         }
         let policy_ids = sorted(permits.into_iter());
-        // Conservative: if any permit that allowed an access asks for approval, the whole
-        // command waits for it, even when another permit would have allowed it alone.
-        let approval = policy_ids
-            .iter()
-            .filter_map(|id| self.approvals.get(id))
-            .max_by_key(|r| r.quorum)
-            .cloned();
+        self.allow_or_hold(policy_ids, "command", valid_until)
+    }
+
+    /// The decision once every access is permitted by `policy_ids`: Hold when any of those
+    /// permits asks for approval (conservatively, even if another permit alone would have
+    /// allowed it), else Allow. Shared by the database, HTTP, LLM and MCP decisions.
+    pub(crate) fn allow_or_hold(&self, policy_ids: Vec<String>, what: &str, valid_until: Option<i64>) -> Decision {
+        let approval = policy_ids.iter().filter_map(|id| self.approvals.get(id)).max_by_key(|r| r.quorum).cloned();
         if let Some(rule) = approval {
-            let reason = format!("warden: policy \"{}\" requires human approval of this exact command", rule.policy_id);
+            let reason = format!("warden: policy \"{}\" requires human approval of this exact {what}", rule.policy_id);
             return Decision { effect: Effect::Hold, policy_ids, denied_access: None, reason, approval: Some(rule), valid_until };
         }
         let reason = format!("warden: allowed by {}", quoted_list(&policy_ids));
-        Decision {
-            effect: Effect::Allow,
-            policy_ids,
-            denied_access: None,
-            reason,
-            approval: None,
-            valid_until,
-        }
+        Decision { effect: Effect::Allow, policy_ids, denied_access: None, reason, approval: None, valid_until }
     }
 
     /// Principal, entities, context and target uid shared by every access of a command:

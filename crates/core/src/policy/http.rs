@@ -14,7 +14,7 @@
 //! slice of an agent holds every policy that can match `http_request` or `llm_call`.
 //! Just-in-time grants name database actions only, so they do not apply here yet.
 
-use super::{entity, quoted_list, sorted, Names, PolicyEngine};
+use super::{entity, sorted, Names, PolicyEngine};
 use crate::classification::Action;
 use crate::decision::{Decision, Effect};
 use crate::identity::SessionIdentity;
@@ -155,15 +155,7 @@ impl PolicyEngine {
                     valid_until: None,
                 }
             }
-            CedarDecision::Allow => {
-                let approval = reasons.iter().filter_map(|id| self.approvals.get(id)).max_by_key(|r| r.quorum).cloned();
-                if let Some(rule) = approval {
-                    let reason = format!("warden: policy \"{}\" requires human approval of this exact request", rule.policy_id);
-                    return Decision { effect: Effect::Hold, policy_ids: reasons, denied_access: None, reason, approval: Some(rule), valid_until: None };
-                }
-                let reason = format!("warden: allowed by {}", quoted_list(&reasons));
-                Decision { effect: Effect::Allow, policy_ids: reasons, denied_access: None, reason, approval: None, valid_until: None }
-            }
+            CedarDecision::Allow => self.allow_or_hold(reasons, "request", None),
         }
     }
 

@@ -118,15 +118,7 @@ impl PolicyEngine {
                 approval: None,
                 valid_until: None,
             },
-            CedarDecision::Allow => {
-                let approval = reasons.iter().filter_map(|id| self.approvals.get(id)).max_by_key(|r| r.quorum).cloned();
-                if let Some(rule) = approval {
-                    let reason = format!("warden: policy \"{}\" requires human approval of this exact tool call", rule.policy_id);
-                    return Decision { effect: Effect::Hold, policy_ids: reasons, denied_access: None, reason, approval: Some(rule), valid_until: None };
-                }
-                let reason = format!("warden: allowed by {}", quoted_list(&reasons));
-                Decision { effect: Effect::Allow, policy_ids: reasons, denied_access: None, reason, approval: None, valid_until: None }
-            }
+            CedarDecision::Allow => self.allow_or_hold(reasons, "tool call", None),
         }
     }
 
