@@ -15,7 +15,8 @@ apt_install() {
 
 ensure_build_deps() {
   # pg_query generates its bindings with bindgen, which needs libclang.
-  apt_install libclang-dev postgresql-client
+  # samael (SAML signatures) links libxmlsec1 and libxml2, found through pkg-config.
+  apt_install libclang-dev postgresql-client libxmlsec1-dev libxml2-dev pkg-config
 }
 
 ensure_postgres() {

@@ -64,6 +64,11 @@ impl Role {
             Role::Auditor => "auditor",
         }
     }
+    /// The console role for IdP roles (admin > approver > auditor); None: no console role.
+    pub(crate) fn from_idp_roles(roles: &[String]) -> Option<Role> {
+        let has = |r: &str| roles.iter().any(|x| x == r);
+        [(Role::Admin, "admin"), (Role::Approver, "approver"), (Role::Auditor, "auditor")].into_iter().find(|(_, name)| has(name)).map(|(role, _)| role)
+    }
     fn may_decide(self) -> bool {
         matches!(self, Role::Admin | Role::Approver)
     }
@@ -81,13 +86,15 @@ pub struct Console {
     api: ApiState,
     settings: ConsoleSettings,
     sessions: Mutex<HashMap<String, Signed>>,
+    /// Authorization-code sign-ins sent to the IdP and not yet back.
+    pub(crate) oidc_pending: crate::oidc_login::Pending,
 }
 
 type C = State<Arc<Console>>;
 
 /// The console's routes and `/api/openapi.json`, to merge into the admin router.
 pub fn router(api: ApiState, settings: ConsoleSettings) -> Router {
-    let console = Arc::new(Console { api, settings, sessions: Mutex::new(HashMap::new()) });
+    let console = Arc::new(Console { api, settings, sessions: Mutex::new(HashMap::new()), oidc_pending: Default::default() });
     Router::new()
         .route("/api/openapi.json", get(openapi))
         .route("/console", get(|| async { Redirect::to("/console/approvals") }))
@@ -108,6 +115,8 @@ pub fn router(api: ApiState, settings: ConsoleSettings) -> Router {
         .route("/console/graphs/{id}/decide", post(decide_graph))
         .route("/console/grants", get(grants_page))
         .route("/console/grants/{id}/revoke", post(revoke_grant))
+        .merge(crate::saml::routes())
+        .merge(crate::oidc_login::routes())
         .layer(axum::middleware::map_response(security_headers))
         .with_state(console)
 }
@@ -134,14 +143,14 @@ fn random_hex() -> String {
     hex::encode(rand::random::<[u8; 32]>())
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|kv| {
         let (k, v) = kv.trim().split_once('=')?;
         (k == name).then(|| v.to_string())
     })
 }
 
-fn eq(a: &str, b: &str) -> bool {
+pub(crate) fn eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
@@ -153,8 +162,68 @@ impl Console {
         sessions.get(&id).cloned()
     }
 
+    /// A new console session for a human signed in by any path (tokens, OIDC, SAML),
+    /// audited as `console_sign_in`; returns the session's Set-Cookie value.
+    pub(crate) fn start_session(&self, who: String, role: Role, via: &str) -> HeaderValue {
+        let id = random_hex();
+        self.sessions.lock().unwrap().insert(id.clone(), Signed { who: who.clone(), role, csrf: random_hex(), expires: Instant::now() + SESSION_TTL });
+        let mut ev = AuditEvent::new("console_sign_in", "allow");
+        ev.extra.insert("human".into(), who.into());
+        ev.extra.insert("role".into(), role.as_str().into());
+        ev.extra.insert("via".into(), via.into());
+        let _ = self.api.audit.record_nowait(ev);
+        HeaderValue::from_str(&self.set_cookie(COOKIE, &id, SESSION_TTL.as_secs() as i64)).unwrap()
+    }
+
+    pub(crate) fn api(&self) -> &ApiState {
+        &self.api
+    }
+
+    /// A single sign-on refused: 403 with the reason, no session, audited.
+    pub(crate) fn refuse_sign_in(&self, via: &str, email: Option<&str>, why: String) -> Response {
+        let mut ev = AuditEvent::new("console_sign_in", "deny");
+        ev.reason = Some(why.clone());
+        ev.extra.insert("via".into(), via.into());
+        if let Some(e) = email {
+            ev.extra.insert("human".into(), e.into());
+        }
+        let _ = self.api.audit.record_nowait(ev);
+        (StatusCode::FORBIDDEN, format!("sign-in refused: {why}")).into_response()
+    }
+
+    /// The end of a single sign-on: the IdP's verified human, checked against the store
+    /// (active, SCIM groups) and given the console role their groups map to.
+    pub(crate) async fn finish_sign_in(&self, via: &str, human: crate::oidc::Human, roles_for: impl Fn(&[String]) -> Vec<String>) -> Response {
+        let email = human.email.clone();
+        let human = match crate::humans::active_human(&self.api, roles_for, human).await {
+            Ok(h) => h,
+            Err((StatusCode::SERVICE_UNAVAILABLE, why)) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}; try again")).into_response(),
+            Err((_, why)) => return self.refuse_sign_in(via, Some(&email), why),
+        };
+        let Some(role) = Role::from_idp_roles(&human.roles) else {
+            return self.refuse_sign_in(via, Some(&email), "your identity provider grants you no console role (admin, approver or auditor)".into());
+        };
+        // A page, not a redirect: this request came from the IdP's site, and a redirect
+        // chain started there would not carry the SameSite=Strict session cookie; the
+        // page's refresh is a same-site navigation.
+        let page = html! {
+            (DOCTYPE)
+            html lang="en" {
+                head { meta charset="utf-8"; meta http-equiv="refresh" content="0;url=/console/approvals"; title { "Warden · signed in" } }
+                body { p { "Signed in. " a href="/console/approvals" { "Continue to the console" } "." } }
+            }
+        };
+        let mut r = Html(page.into_string()).into_response();
+        r.headers_mut().append(header::SET_COOKIE, self.start_session(human.email, role, via));
+        r
+    }
+
+    pub(crate) fn secure_cookie(&self) -> bool {
+        self.settings.secure_cookie
+    }
+
     fn set_cookie(&self, name: &str, value: &str, max_age: i64) -> String {
-        let secure = if self.settings.secure_cookie { "; Secure" } else { "" };
+        let secure = if self.secure_cookie() { "; Secure" } else { "" };
         format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}")
     }
 }
@@ -177,17 +246,7 @@ fn require_post(c: &Console, headers: &HeaderMap, form: &HashMap<String, String>
 }
 
 fn back(path: &str, msg: &str) -> Response {
-    let q: String = url_encode(msg);
-    Redirect::to(&format!("{path}?msg={q}")).into_response()
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    Redirect::to(&format!("{path}?msg={}", crate::oidc::form_encode(msg))).into_response()
 }
 
 fn layout(title: &str, user: Option<&Signed>, msg: Option<&str>, body: Markup) -> Response {
@@ -257,6 +316,8 @@ async fn login_page(State(c): C, Query(q): Query<HashMap<String, String>>) -> Re
             label { "Act as (email; admin token only) " input type="email" name="email"; }
             button type="submit" { "Sign in" }
         }
+        (crate::oidc_login::login_link(&c.api))
+        (crate::saml::login_link(&c.api))
     };
     let mut r = layout("Sign in", None, q.get("msg").map(String::as_str), body);
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&c.set_cookie(LOGIN_COOKIE, &nonce, 600)).unwrap());
@@ -280,13 +341,7 @@ async fn login(State(c): C, headers: HeaderMap, Form(form): Form<HashMap<String,
     } else if let Some(verifier) = c.api.identity.oidc.clone().filter(|_| !token.is_empty()) {
         match verifier.verify(&token).await {
             Ok(h) => {
-                let role = if h.has_role("admin") {
-                    Role::Admin
-                } else if h.has_role("approver") {
-                    Role::Approver
-                } else if h.has_role("auditor") {
-                    Role::Auditor
-                } else {
+                let Some(role) = Role::from_idp_roles(&h.roles) else {
                     return back("/console/login", "your identity provider grants you no console role (admin, approver or auditor)");
                 };
                 (h.email, role)
@@ -296,14 +351,8 @@ async fn login(State(c): C, headers: HeaderMap, Form(form): Form<HashMap<String,
     } else {
         return back("/console/login", "sign-in failed");
     };
-    let id = random_hex();
-    c.sessions.lock().unwrap().insert(id.clone(), Signed { who: who.clone(), role, csrf: random_hex(), expires: Instant::now() + SESSION_TTL });
-    let mut ev = AuditEvent::new("console_sign_in", "allow");
-    ev.extra.insert("human".into(), who.into());
-    ev.extra.insert("role".into(), role.as_str().into());
-    let _ = c.api.audit.record_nowait(ev);
     let mut r = Redirect::to("/console/approvals").into_response();
-    r.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&c.set_cookie(COOKIE, &id, SESSION_TTL.as_secs() as i64)).unwrap());
+    r.headers_mut().append(header::SET_COOKIE, c.start_session(who, role, "token"));
     r.headers_mut().append(header::SET_COOKIE, HeaderValue::from_str(&c.set_cookie(LOGIN_COOKIE, "", 0)).unwrap());
     r
 }

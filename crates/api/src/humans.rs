@@ -37,10 +37,17 @@ pub async fn human(state: &ApiState, headers: &HeaderMap) -> Result<Human, Respo
         }
         Err(e) => return Err(api_error(StatusCode::UNAUTHORIZED, e.to_string())),
     };
+    active_human(state, |g| verifier.roles_for(g), human).await.map_err(|(code, msg)| api_error(code, msg))
+}
+
+/// A verified human who must also be active in the store, with their SCIM groups counted
+/// like the token's groups claim (Entra ID leaves groups out of tokens when there are many;
+/// SCIM provisioning still tells us), and roles from those groups by `roles_for` (the
+/// `[oidc.roles]` or `[saml.roles]` mapping). Shared by the API and the console's OIDC and
+/// SAML sign-ins.
+pub async fn active_human(state: &ApiState, roles_for: impl Fn(&[String]) -> Vec<String>, mut human: Human) -> Result<Human, (StatusCode, String)> {
     let store = state.store.clone();
     let email = human.email.clone();
-    // The human's SCIM groups count like the token's groups claim (Entra ID leaves groups
-    // out of tokens when there are many; SCIM provisioning still tells us).
     let found = tokio::task::spawn_blocking(move || -> warden_store::Result<(Option<warden_store::HumanRecord>, Vec<String>)> {
         let rec = store.human(&email)?;
         let groups = match store.scim_users(Some(&email), None, 0, 1)?.1.first() {
@@ -53,19 +60,18 @@ pub async fn human(state: &ApiState, headers: &HeaderMap) -> Result<Human, Respo
     .ok()
     .and_then(Result::ok);
     let Some((rec, scim_groups)) = found else {
-        return Err(api_error(StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable"));
+        return Err((StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable".into()));
     };
-    let mut human = human;
     for g in scim_groups {
         if !human.groups.contains(&g) {
             human.groups.push(g);
         }
     }
-    human.roles = verifier.roles_for(&human.groups);
+    human.roles = roles_for(&human.groups);
     match rec {
         Some(h) if h.status == warden_store::HumanStatus::Active => Ok(human),
-        Some(_) => Err(api_error(StatusCode::FORBIDDEN, format!("{} is deactivated in Warden", human.email))),
-        None => Err(api_error(StatusCode::FORBIDDEN, format!("{} is not a known human (provision them by SCIM or `warden human activate`)", human.email))),
+        Some(_) => Err((StatusCode::FORBIDDEN, format!("{} is deactivated in Warden", human.email))),
+        None => Err((StatusCode::FORBIDDEN, format!("{} is not a known human (provision them by SCIM or `warden human activate`)", human.email))),
     }
 }
 

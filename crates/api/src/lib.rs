@@ -19,6 +19,8 @@ pub mod duties;
 pub mod graphs;
 pub mod humans;
 pub mod oidc;
+pub mod oidc_login;
+pub mod saml;
 pub mod scim;
 
 #[derive(Clone)]
@@ -43,6 +45,9 @@ pub struct IdentitySettings {
     /// Called right after a deactivation is committed, so live sessions in this process end
     /// at once instead of at the next epoch poll (other processes still see the epoch).
     pub on_revocation: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// SAML 2.0 sign-in to the console (`[saml]`); None: no SAML routes answer.
+    #[cfg(feature = "saml")]
+    pub saml: Option<Arc<saml::ServiceProvider>>,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -37,6 +37,9 @@ pub struct Config {
     /// OIDC for humans calling the admin API; absent: human API calls are refused.
     #[serde(default)]
     pub oidc: Option<warden_api::oidc::OidcSettings>,
+    /// SAML 2.0 sign-in to the console (`[saml]`); absent: no SAML.
+    #[serde(default)]
+    pub saml: Option<warden_api::saml::SamlSettings>,
     #[serde(default)]
     pub graphs: GraphsConfig,
     /// HTTP and LLM targets, limits and response masking of the HTTP gateway (`[http]`).
@@ -283,6 +286,9 @@ impl Config {
         }
         if let Some(o) = &self.oidc {
             o.validate().map_err(|e| anyhow::anyhow!(e))?;
+        }
+        if let Some(s) = &self.saml {
+            s.validate().map_err(|e| anyhow::anyhow!(e))?;
         }
         if self.scim.as_ref().is_some_and(|s| s.token_env.trim().is_empty()) {
             bail!("scim.token_env: name the environment variable holding the SCIM bearer token");

@@ -82,11 +82,27 @@ async fn serve(config: Config) -> Result<()> {
 /// SCIM token, approvers and the OIDC verifier for the admin API (issue 11).
 fn identity_settings(config: &Config, gate: Arc<WardenGate>) -> Result<Arc<warden_api::IdentitySettings>> {
     let oidc = match &config.oidc {
-        Some(o) => Some(Arc::new(warden_api::oidc::OidcVerifier::new(o.clone()).map_err(|e| anyhow::anyhow!(e))?)),
+        Some(o) => {
+            let mut o = o.clone();
+            o.client_secret_file = o.client_secret_file.map(|p| config.resolve(&p));
+            Some(Arc::new(warden_api::oidc::OidcVerifier::new(o).map_err(|e| anyhow::anyhow!(e))?))
+        }
         None => None,
     };
     let on_revocation: Arc<dyn Fn() + Send + Sync> = Arc::new(move || gate.enforce_revocations());
-    Ok(Arc::new(warden_api::IdentitySettings { scim_token: config.scim_token()?, approvers: config.identity_approvers(), oidc, on_revocation: Some(on_revocation) }))
+    Ok(Arc::new(warden_api::IdentitySettings { scim_token: config.scim_token()?, approvers: config.identity_approvers(), oidc, on_revocation: Some(on_revocation), saml: saml_sp(config)? }))
+}
+
+/// The SAML service provider (`[saml]`), its IdP metadata read from the file or inline.
+fn saml_sp(config: &Config) -> Result<Option<Arc<warden_api::saml::ServiceProvider>>> {
+    let Some(s) = &config.saml else { return Ok(None) };
+    let xml = match (&s.idp_metadata_file, &s.idp_metadata) {
+        (Some(path), _) => std::fs::read_to_string(config.resolve(path)).with_context(|| format!("saml.idp_metadata_file: cannot read {}", path.display()))?,
+        (None, Some(xml)) => xml.clone(),
+        (None, None) => anyhow::bail!("saml.idp_metadata_file: required"),
+    };
+    let fallback = config.oidc.as_ref().map(|o| o.roles.clone()).unwrap_or_default();
+    Ok(Some(Arc::new(warden_api::saml::ServiceProvider::new(s.clone(), &xml, &fallback).map_err(|e| anyhow::anyhow!(e))?)))
 }
 
 /// The HTTP and LLM gateway (issue 13): its own policy engine over the same files (the
