@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ensure_build_deps
 ensure_postgres
+# The SAML tests sign their IdP's assertions with the real xmlsec1 tool.
+apt_install xmlsec1
 
 command -v cargo-nextest >/dev/null || cargo install cargo-nextest --locked
 python3 -m pip install -q "mcp<2"

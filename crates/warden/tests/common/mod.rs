@@ -3,7 +3,11 @@
 //! the real `test` database on 127.0.0.1:5432.
 #![allow(dead_code)]
 
+pub mod idp;
 pub mod raw;
+
+#[allow(unused_imports)]
+pub use idp::{sign_jwt, TestIdp};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -64,17 +68,7 @@ impl GatewayBuilder {
     }
 
     pub fn start(self) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("warden.toml");
-        std::fs::write(dir.path().join("policy.cedar"), &self.policy).unwrap();
-        for (name, contents) in &self.files {
-            std::fs::write(dir.path().join(name), contents).unwrap();
-        }
-        let toml = format!(
-            "data_dir = \"data\"\n[listen]\npostgres = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[policy]\nfiles = [\"policy.cedar\"]\n{}\n{TEST_TARGET}",
-            self.extra_toml
-        );
-        std::fs::write(&config, toml).unwrap();
+        let (dir, config) = self.write_files();
         let mut g = Gateway {
             dir,
             config,
@@ -86,6 +80,29 @@ impl GatewayBuilder {
         };
         g.spawn();
         g
+    }
+
+    /// Runs `warden serve` on a config that must not start; returns its stderr.
+    pub fn serve_error(self) -> String {
+        let (_dir, config) = self.write_files();
+        let out = Command::new(WARDEN).arg("--config").arg(&config).arg("serve").envs(self.env.iter().cloned()).env_remove("WARDEN_DATA_DIR").stdin(Stdio::null()).output().unwrap();
+        assert!(!out.status.success(), "warden serve started on a config it should refuse");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn write_files(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("warden.toml");
+        std::fs::write(dir.path().join("policy.cedar"), &self.policy).unwrap();
+        for (name, contents) in &self.files {
+            std::fs::write(dir.path().join(name), contents).unwrap();
+        }
+        let toml = format!(
+            "data_dir = \"data\"\n[listen]\npostgres = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[policy]\nfiles = [\"policy.cedar\"]\n{}\n{TEST_TARGET}",
+            self.extra_toml
+        );
+        std::fs::write(&config, toml).unwrap();
+        (dir, config)
     }
 }
 
@@ -487,6 +504,12 @@ pub fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// An HTTP/1.1 request with extra headers and an optional body; returns (status, body).
 pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, String) {
+    let (status, _, body) = http_exchange(port, method, path, headers, body);
+    (status, body)
+}
+
+/// Like [`http_request`], with the response headers (names lowercased, in order).
+pub fn http_exchange(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -500,8 +523,9 @@ pub fn http_request(port: u16, method: &str, path: &str, headers: &[(&str, &str)
     let mut resp = String::new();
     tcp.read_to_string(&mut resp).unwrap();
     let status = resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad HTTP response {resp:?}"));
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (status, dechunk(&body))
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap_or((&resp, ""));
+    let headers = head.lines().skip(1).filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+    (status, headers, dechunk(body))
 }
 
 /// Undoes `Transfer-Encoding: chunked` if the body looks chunked (axum chunks some bodies).
@@ -533,85 +557,6 @@ pub fn base64url(data: &[u8]) -> String {
         }
     }
     out
-}
-
-/// A test OIDC identity provider on loopback: discovery at
-/// `{issuer}/.well-known/openid-configuration`, JWKS at `{issuer}/jwks`, Ed25519 keys
-/// generated here. Keys can be added later (rotation); `jwks_fetches` counts JWKS requests.
-pub struct TestIdp {
-    pub issuer: String,
-    keys: Arc<Mutex<Vec<(String, ed25519_dalek::SigningKey)>>>,
-    pub jwks_fetches: Arc<AtomicU32>,
-}
-
-impl TestIdp {
-    pub fn start() -> TestIdp {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let issuer = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let idp = TestIdp { issuer: issuer.clone(), keys: Arc::new(Mutex::new(Vec::new())), jwks_fetches: Arc::new(AtomicU32::new(0)) };
-        idp.add_key("k1");
-        let (keys, fetches) = (idp.keys.clone(), idp.jwks_fetches.clone());
-        std::thread::spawn(move || {
-            use std::io::{Read, Write};
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !contains_bytes(&buf, b"\r\n\r\n") {
-                    match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let req = String::from_utf8_lossy(&buf);
-                let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let body = if path == "/.well-known/openid-configuration" {
-                    serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks"), "id_token_signing_alg_values_supported": ["EdDSA"]}).to_string()
-                } else if path == "/jwks" {
-                    fetches.fetch_add(1, Ordering::SeqCst);
-                    let keys: Vec<_> = keys.lock().unwrap().iter().map(|(kid, k)| serde_json::json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA", "kid": kid, "x": base64url(k.verifying_key().as_bytes())})).collect();
-                    serde_json::json!({"keys": keys}).to_string()
-                } else {
-                    let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    continue;
-                };
-                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-            }
-        });
-        idp
-    }
-
-    /// Publishes a new signing key under `kid` (key rotation).
-    pub fn add_key(&self, kid: &str) {
-        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
-        self.keys.lock().unwrap().push((kid.to_string(), key));
-    }
-
-    /// A JWT signed by the published key `kid`.
-    pub fn token(&self, kid: &str, claims: &serde_json::Value) -> String {
-        let key = self.keys.lock().unwrap().iter().find(|(k, _)| k == kid).map(|(_, k)| k.clone()).expect("no such kid");
-        sign_jwt(&key, kid, claims)
-    }
-
-    /// Standard claims for `email`, valid for `ttl_secs` from now (negative: expired).
-    pub fn claims(&self, email: &str, audience: &str, groups: &[&str], ttl_secs: i64) -> serde_json::Value {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-        serde_json::json!({"iss": self.issuer, "sub": format!("sub-{email}"), "aud": audience, "email": email, "groups": groups, "iat": now - 10, "exp": now + ttl_secs})
-    }
-
-    /// The `[oidc]` section pointing at this IdP (discovery; no jwks_url).
-    pub fn config_toml(&self, audience: &str) -> String {
-        format!("[oidc]\nissuer = \"{}\"\naudience = [\"{audience}\"]\nclock_skew = \"5s\"\njwks_min_refresh = \"1s\"\n[oidc.roles]\napprover = [\"warden-approvers\"]\nadmin = [\"warden-admins\"]\n", self.issuer)
-    }
-}
-
-/// Signs an EdDSA JWT with any key (e.g. one the IdP never published: a wrong signature).
-pub fn sign_jwt(key: &ed25519_dalek::SigningKey, kid: &str, claims: &serde_json::Value) -> String {
-    use ed25519_dalek::Signer;
-    let header = serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": kid});
-    let input = format!("{}.{}", base64url(header.to_string().as_bytes()), base64url(claims.to_string().as_bytes()));
-    let sig = key.sign(input.as_bytes());
-    format!("{input}.{}", base64url(&sig.to_bytes()))
 }
 
 pub const SCIM_TOKEN: &str = "scim-test-token-0123456789abcdef";
