@@ -57,6 +57,13 @@ enum Command {
     /// MCP tool gateway: pinned tool definitions (list, approve).
     #[command(subcommand)]
     Mcp(crate::mcp::McpCmd),
+    /// Sign in as a human with the identity provider (`[oidc]`): device flow, or a token on
+    /// stdin. Deciding commands then act as you without --as.
+    Login(crate::login::LoginArgs),
+    /// Who `warden login` signed in (verified again now).
+    Whoami,
+    /// Forget the saved login.
+    Logout,
 }
 
 #[derive(Subcommand)]
@@ -77,17 +84,19 @@ enum ApprovalsCmd {
     /// Approve a request (counts toward its quorum).
     Approve {
         id: String,
-        /// The approver's email (a configured approver; not the agent's owner or the requester).
+        /// The approver's email (a configured approver; not the agent's owner or the
+        /// requester); default: the human `warden login` signed in.
         #[arg(long = "as")]
-        approver: String,
+        approver: Option<String>,
         #[arg(long)]
         reason: String,
     },
     /// Deny a request; one denial decides.
     Deny {
         id: String,
+        /// Default: the human `warden login` signed in.
         #[arg(long = "as")]
-        approver: String,
+        approver: Option<String>,
         #[arg(long)]
         reason: String,
     },
@@ -244,6 +253,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy(PolicyCmd::Check { files }) => policy_check(&cli.config, files),
+        Command::Logout => crate::login::logout().map(|()| ExitCode::SUCCESS),
         Command::Policy(PolicyCmd::Schema) => {
             print!("{}", PolicyEngine::schema_text());
             Ok(ExitCode::SUCCESS)
@@ -325,6 +335,8 @@ fn admin_event(agent: Option<&str>) -> AuditEvent {
 
 fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<ExitCode> {
     match command {
+        Command::Login(args) => crate::login::login(args, config, store.as_ref())?,
+        Command::Whoami => crate::login::whoami(config, store.as_ref())?,
         Command::Agent(AgentCmd::Create { name, owner, out }) => {
             let created = store.create_agent(&name, &owner)?;
             let mut ev = admin_event(Some(&created.name));
@@ -461,7 +473,7 @@ fn admin(command: Command, config: &Config, store: Arc<dyn Store>) -> Result<Exi
         }
         Command::Grant(cmd) => return grant_cmd(cmd, config, store),
         Command::Mcp(cmd) => return crate::mcp::run(cmd, config, store),
-        Command::Serve | Command::Policy(_) => unreachable!("handled before opening the store"),
+        Command::Serve | Command::Policy(_) | Command::Logout => unreachable!("handled before opening the store"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -519,7 +531,8 @@ fn approvals_cmd(cmd: ApprovalsCmd, config: &Config, store: Arc<dyn Store>) -> R
         ApprovalsCmd::Approve { ref id, ref approver, ref reason } | ApprovalsCmd::Deny { ref id, ref approver, ref reason } => {
             let approve = matches!(cmd, ApprovalsCmd::Approve { .. });
             let rec = store.approval(id)?.with_context(|| format!("no approval request {id:?}"))?;
-            let who = crate::approvals::check_approver(config, store.as_ref(), &rec, approver)?;
+            let decider = crate::login::decider(config, store.as_ref(), approver.as_deref())?;
+            let who = crate::approvals::check_approver(config, store.as_ref(), &rec, &decider)?;
             let outcome = store.vote(id, &Vote { by: who.clone(), approve, reason: reason.clone(), at: now_unix() })?;
             let mut ev = AuditEvent::new(if approve { "approval_approved" } else { "approval_denied" }, if approve { "allow" } else { "deny" });
             ev.agent = Some(rec.request.agent.clone());

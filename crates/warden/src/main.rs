@@ -7,6 +7,7 @@ mod console;
 mod gate;
 mod graphs;
 mod keys;
+mod login;
 mod mcp;
 mod notify;
 mod recording;

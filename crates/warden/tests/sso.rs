@@ -327,3 +327,109 @@ fn saml_config_without_a_signing_certificate_does_not_start() {
     assert!(out.contains("no signing certificate"), "{out}");
     let _ = SAML_IDP_ENTITY;
 }
+
+// ---------------------------------------------------------------- warden login
+
+fn cli_gateway(idp: &TestIdp, credentials: &std::path::Path) -> Gateway {
+    let section = idp.config_toml("warden").replacen("[oidc.roles]", "cli_client_id = \"warden-cli\"\n[oidc.roles]", 1);
+    Gateway::builder().env("WARDEN_CREDENTIALS", credentials.to_str().unwrap()).toml(&section).toml("[approvals]\napprovers = [\"bob@example.com\"]\n").start()
+}
+
+fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn warden_login_by_device_flow_saves_a_private_login_that_approvals_use_until_the_human_is_deactivated() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    let idp = TestIdp::start();
+    let home = tempfile::tempdir().unwrap();
+    let credentials = home.path().join("warden").join("credentials.json");
+    let gw = cli_gateway(&idp, &credentials);
+    gw.create_agent("bot", OWNER);
+    gw.admin(&["human", "activate", "bob@example.com"]);
+
+    let mut login = std::process::Command::new(WARDEN)
+        .args(["--config", gw.config.to_str().unwrap(), "login"])
+        .env("WARDEN_CREDENTIALS", &credentials)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut prompt = String::new();
+    let mut errors = BufReader::new(login.stderr.take().unwrap());
+    errors.read_line(&mut prompt).unwrap();
+    assert!(prompt.contains(&format!("{}/activate", idp.issuer)), "{prompt}");
+    let user_code = prompt.trim().rsplit(' ').next().unwrap().to_string();
+    // Pending until the human approves at the IdP.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(login.try_wait().unwrap().is_none(), "warden login waits for the approval");
+    assert!(idp.approve_device(&user_code, "bob@example.com", &["warden-approvers"]));
+    let out = login.wait_with_output().unwrap();
+    std::io::Read::read_to_string(&mut errors, &mut prompt).unwrap();
+    let printed = stdout_of(&out) + &prompt;
+    assert!(out.status.success(), "{printed}");
+    assert!(printed.contains("signed in as bob@example.com (approver)"), "{printed}");
+
+    let mode = std::fs::metadata(&credentials).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "only its owner can read the saved login");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&credentials).unwrap()).unwrap();
+    let token = saved["token"].as_str().unwrap();
+    assert!(!printed.contains(token) && !gw.stderr().contains(token), "the token is never printed");
+    assert!(gw.admin(&["whoami"]).contains("bob@example.com"));
+
+    // Approving without --as acts as the signed-in human.
+    let out = gw.admin(&["grant", "request", "--agent", "bot", "--target", "test", "--action", "read", "--for", "5m", "--reason", "debug", "--as", "carol@example.com"]);
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+    let out = gw.admin(&["approvals", "approve", &id, "--reason", "checked"]);
+    assert!(out.contains("approved by bob@example.com"), "{out}");
+
+    // Deactivated: the saved login stops working at once.
+    gw.admin(&["human", "deactivate", "bob@example.com"]);
+    let out = gw.cli(&["whoami"]);
+    assert!(!out.status.success() && stdout_of(&out).contains("deactivated"), "{}", stdout_of(&out));
+    let out = gw.admin(&["grant", "request", "--agent", "bot", "--target", "test", "--action", "read", "--for", "5m", "--reason", "again", "--as", "carol@example.com"]);
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+    let out = gw.cli(&["approvals", "approve", &id, "--reason", "checked"]);
+    assert!(!out.status.success() && stdout_of(&out).contains("deactivated"), "{}", stdout_of(&out));
+
+    assert!(gw.admin(&["logout"]).contains("signed out"));
+    assert!(!credentials.exists());
+    let out = gw.cli(&["approvals", "approve", &id, "--reason", "checked"]);
+    assert!(!out.status.success() && stdout_of(&out).contains("warden login"), "{}", stdout_of(&out));
+}
+
+#[test]
+fn warden_login_with_a_pasted_token_verifies_it_first() {
+    use std::io::Write;
+    let idp = TestIdp::start();
+    let home = tempfile::tempdir().unwrap();
+    let credentials = home.path().join("credentials.json");
+    let gw = cli_gateway(&idp, &credentials);
+    gw.admin(&["human", "activate", "bob@example.com"]);
+    let paste = |token: &str| {
+        let mut child = std::process::Command::new(WARDEN)
+            .args(["--config", gw.config.to_str().unwrap(), "login", "--token-stdin"])
+            .env("WARDEN_CREDENTIALS", &credentials)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(token.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let expired = idp.token("k1", &idp.claims("bob@example.com", "warden", &["warden-approvers"], -60));
+    let out = paste(&expired);
+    assert!(!out.status.success() && stdout_of(&out).contains("expired"), "{}", stdout_of(&out));
+    assert!(!credentials.exists(), "nothing is saved for a refused token");
+    let other_audience = idp.token("k1", &idp.claims("bob@example.com", "someone-else", &[], 300));
+    assert!(!paste(&other_audience).status.success());
+    let forged = sign_jwt(&ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng), "k1", &idp.claims("bob@example.com", "warden", &[], 300));
+    assert!(!paste(&forged).status.success());
+    let valid = idp.token("k1", &idp.claims("bob@example.com", "warden", &["warden-approvers"], 300));
+    let out = paste(&format!("{valid}\n"));
+    assert!(out.status.success(), "{}", stdout_of(&out));
+    assert!(gw.admin(&["whoami"]).contains("bob@example.com (approver)"));
+}
