@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use warden_audit::AuditEvent;
 use warden_core::secret::Secret;
-use warden_store::{ApprovalStatus, AuditFilter, RecordingFilter, Vote, VoteOutcome};
+use warden_store::{ApprovalStatus, Vote, VoteOutcome};
 
 const COOKIE: &str = "warden_console";
 const LOGIN_COOKIE: &str = "warden_login";
@@ -509,21 +509,15 @@ async fn audit_page(State(c): C, headers: HeaderMap, Query(q): Query<HashMap<Str
         Ok(u) => u,
         Err(r) => return r,
     };
-    let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let since = get("since").and_then(|s| humantime::parse_duration(&s).ok()).map(|d| (SystemTime::now() - d).duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64);
-    let filter = AuditFilter { agent: get("agent"), node: get("node"), decision: get("decision"), since, before_seq: None, limit: Some(1000) };
-    let target = get("target");
-    let (rows, report) = match blocking(&c, move |s| (s.audit_rows(&filter), warden_audit::verify(s, None))).await {
-        Ok((Ok(rows), report)) => (rows, report),
-        Ok((Err(e), _)) => return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    let query = match crate::reads::AuditQuery::from_params(&q) {
+        Ok(query) => query,
+        Err(e) => return back("/console/audit", &e),
+    };
+    let (events, report) = match blocking(&c, move |s| crate::reads::audit_search(s, &query)).await {
+        Ok(Ok(page)) => (page.events, page.verification),
+        Ok(Err(e)) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
         Err(r) => return r,
     };
-    let events: Vec<(i64, AuditEvent)> = rows
-        .into_iter()
-        .filter_map(|r| serde_json::from_str::<AuditEvent>(&r.event_json).ok().map(|e| (r.seq, e)))
-        .filter(|(_, e)| target.is_none() || e.target == target)
-        .take(200)
-        .collect();
     let v = |k: &str| q.get(k).cloned().unwrap_or_default();
     let body = html! {
         @if report.ok {
@@ -573,11 +567,10 @@ async fn sessions_page(State(c): C, headers: HeaderMap, Query(q): Query<HashMap<
         Ok(u) => u,
         Err(r) => return r,
     };
-    let get = |k: &str| q.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-    let filter = RecordingFilter { agent: get("agent"), node: get("node"), target: get("target"), since: None, limit: Some(200) };
-    let list = match blocking(&c, move |s| s.recordings().map(|r| r.recordings(&filter))).await {
-        Ok(Some(Ok(l))) => l,
-        Ok(_) => Vec::new(),
+    let filter = crate::reads::session_filter(&q);
+    let list = match blocking(&c, move |s| crate::reads::session_list(s, &filter)).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
         Err(r) => return r,
     };
     let v = |k: &str| q.get(k).cloned().unwrap_or_default();
@@ -609,16 +602,10 @@ async fn replay_page(State(c): C, headers: HeaderMap, Path(id): Path<String>) ->
         Ok(u) => u,
         Err(r) => return r,
     };
-    let loaded = blocking(&c, move |s| -> Result<_, String> {
-        let rec = s.recordings().ok_or("this store keeps no recordings")?;
-        let summary = rec.recording(&id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no recorded session {id:?}"))?;
-        let loaded = warden_audit::recording::load(s, &summary)?;
-        Ok((summary, loaded))
-    })
-    .await;
-    let (s, loaded) = match loaded {
+    let (s, loaded) = match blocking(&c, move |s| crate::reads::session_replay(s, &id)).await {
         Ok(Ok(v)) => v,
-        Ok(Err(msg)) => return (StatusCode::NOT_FOUND, msg).into_response(),
+        Ok(Err((true, msg))) => return (StatusCode::NOT_FOUND, msg).into_response(),
+        Ok(Err((false, msg))) => return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response(),
         Err(r) => return r,
     };
     let str_of = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();

@@ -20,6 +20,7 @@ pub mod graphs;
 pub mod humans;
 pub mod oidc;
 pub mod oidc_login;
+pub mod reads;
 pub mod saml;
 pub mod scim;
 
@@ -57,6 +58,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(scim::routes())
         .merge(graphs::routes())
         .merge(humans::routes())
+        .merge(reads::routes())
         .with_state(state)
 }
 

@@ -586,3 +586,18 @@ fn chunk_anchors(store: &dyn Store, summary: &RecordingSummary) -> Result<std::c
     }
     Ok(out)
 }
+
+/// A recorded session's summary as the CLI and the admin API print it (times RFC 3339).
+pub fn summary_json(s: &RecordingSummary) -> Value {
+    serde_json::json!({
+        "session_id": s.session_id, "agent": s.agent, "owner": s.owner, "node": s.node, "run": s.run, "thread": s.thread,
+        "target": s.target, "level": s.level, "started_at": fmt_us(s.started_at), "ended_at": s.ended_at.map(fmt_us),
+        "end_reason": s.end_reason, "entries": s.entries, "statements": s.statements, "chunks": s.chunks, "bytes": s.bytes, "dropped": s.dropped,
+    })
+}
+
+/// Unix microseconds as RFC 3339 with milliseconds.
+pub fn fmt_us(us: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z")).unwrap_or_default()
+}

@@ -467,18 +467,8 @@ pub enum SessionsCmd {
     Export { id: String },
 }
 
-fn summary_json(s: &RecordingSummary) -> Value {
-    serde_json::json!({
-        "session_id": s.session_id, "agent": s.agent, "owner": s.owner, "node": s.node, "run": s.run, "thread": s.thread,
-        "target": s.target, "level": s.level, "started_at": fmt_us(s.started_at), "ended_at": s.ended_at.map(fmt_us),
-        "end_reason": s.end_reason, "entries": s.entries, "statements": s.statements, "chunks": s.chunks, "bytes": s.bytes, "dropped": s.dropped,
-    })
-}
+use warden_audit::recording::{fmt_us, summary_json};
 
-pub fn fmt_us(us: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z")).unwrap_or_default()
-}
 
 fn find(store: &dyn Store, id: &str) -> Result<RecordingSummary> {
     let rec = store.recordings().context("this store keeps no recordings")?;

@@ -143,3 +143,55 @@ async fn kill_9_mid_load_loses_no_audit_and_at_most_the_last_second_of_recording
     }
     eprintln!("{} statements, {} older than 1s, {} recorded", done.len(), old.len(), entries.iter().filter(|e| e["kind"] == "statement").count());
 }
+
+#[tokio::test]
+async fn auditors_read_the_audit_and_recordings_over_the_admin_api_and_others_cannot() {
+    let idp = TestIdp::start();
+    let gw = Gateway::builder().toml(MASKING).toml("[recording]\ndefault = \"full\"\n").toml(&idp.config_toml("warden").replace("admin = [\"warden-admins\"]", "admin = [\"warden-admins\"]\nauditor = [\"auditors\"]")).start();
+    let table = unique("api_cards");
+    direct().await.batch_execute(&format!("CREATE TABLE public.{table} (id int primary key, card_number text); INSERT INTO public.{table} VALUES (1, '4111111111111111')")).await.unwrap();
+    let token = gw.agent_with_token("apibot");
+    let c = gw.connect("apibot", &token, Some("reader")).await.unwrap();
+    c.simple_query(&format!("SELECT id, card_number FROM public.{table}")).await.unwrap();
+    assert!(c.simple_query(&format!("DELETE FROM public.{table}")).await.is_err());
+    let Conn { client, done } = c;
+    drop(client);
+    let _ = done.await;
+    gw.admin(&["human", "activate", "audrey@example.com"]);
+    gw.admin(&["human", "activate", "bob@example.com"]);
+    let auditor = idp.token("k1", &idp.claims("audrey@example.com", "warden", &["auditors"], 300));
+    let approver = idp.token("k1", &idp.claims("bob@example.com", "warden", &["warden-approvers"], 300));
+
+    let (status, body) = api(&gw, "GET", "/v1/audit?agent=apibot&decision=deny", Some(&auditor), None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["verification"]["ok"], true, "{body}");
+    let events = body["events"].as_array().unwrap();
+    assert!(!events.is_empty() && events.iter().all(|e| e["event"]["decision"] == "deny" && e["event"]["agent"] == "apibot"), "{body}");
+    assert!(events.iter().any(|e| e["event"]["statement"].as_str().is_some_and(|s| s.starts_with("DELETE"))), "{body}");
+
+    let (status, list) = wait_for(Duration::from_secs(10), "the session's recording", || {
+        let (status, list) = api(&gw, "GET", "/v1/sessions?agent=apibot", Some(&auditor), None);
+        (list.as_array().is_some_and(|l| l.iter().any(|s| s["end_reason"].is_string()))).then_some((status, list))
+    });
+    assert_eq!(status, 200);
+    let id = list[0]["session_id"].as_str().unwrap().to_string();
+    let (status, replay) = wait_for(Duration::from_secs(10), "the session's entries", || {
+        let (status, r) = api(&gw, "GET", &format!("/v1/sessions/{id}"), Some(&auditor), None);
+        (r["entries"].as_array().is_some_and(|e| e.iter().any(|x| x["kind"] == "end"))).then_some((status, r))
+    });
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["verified"], true, "{replay}");
+    let text = replay["entries"].to_string();
+    assert!(text.contains("1111") && !text.contains("4111111111111111"), "the replay shows masked values only: {text}");
+
+    for path in ["/v1/audit", "/v1/sessions", &format!("/v1/sessions/{id}")] {
+        let (status, body) = api(&gw, "GET", path, Some(&approver), None);
+        assert_eq!(status, 403, "an approver is not an auditor: {path} {body}");
+        let (status, _) = api(&gw, "GET", path, None, None);
+        assert_eq!(status, 401, "{path}");
+    }
+    let (status, _) = api(&gw, "GET", "/v1/sessions/no-such-session", Some(&auditor), None);
+    assert_eq!(status, 404);
+    let (status, body) = api(&gw, "GET", "/v1/audit?since=yesterday-ish", Some(&auditor), None);
+    assert_eq!(status, 400, "{body}");
+}
