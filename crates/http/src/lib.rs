@@ -14,6 +14,7 @@ pub mod jsonmask;
 pub mod llm;
 pub mod normalize;
 mod proxy;
+mod revocation;
 pub mod sniff;
 pub mod sse;
 

@@ -397,7 +397,23 @@ impl HttpGateway {
             let bytes = Limited::new(body, self.limits.max_masked_body_bytes).collect().await.map_err(|_| ("upstream_body_error", "warden: the upstream answer could not be read (or is larger than http.limits.max_masked_body_bytes)".to_string()))?;
             Ok::<_, (&'static str, String)>((parts, bytes.to_bytes()))
         };
-        let (mut parts, bytes) = match tokio::time::timeout(target.timeout, read).await {
+        let revoked = call.revocation.as_ref().map(|r| r.wait());
+        let cut = async move {
+            match revoked {
+                Some(r) => r.await,
+                None => std::future::pending().await,
+            }
+        };
+        let read = tokio::select! {
+            r = tokio::time::timeout(target.timeout, read) => r,
+            reason = cut => {
+                if is_call {
+                    self.mcp_call_event(call, "deny", |ev| { ev.error = Some("revoked".into()); ev.reason = Some(reason.clone()); }).await;
+                }
+                return rpc_error(403, &id, codes::DENIED, &reason, Some(json!({ "warden": { "error": "revoked" } })));
+            }
+        };
+        let (mut parts, bytes) = match read {
             Ok(Ok(x)) => x,
             Ok(Err((err, msg))) => return fail(self, msg, err).await,
             Err(_) => return fail(self, format!("warden: the upstream of MCP target {:?} did not answer within http.targets[{}].timeout", target.name, target.index), "upstream_timeout").await,

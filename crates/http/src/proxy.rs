@@ -22,6 +22,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -47,6 +48,9 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// agent can still start requests.
 const AGENT_TTL: Duration = Duration::from_millis(500);
 const APPROVAL_POLL: Duration = Duration::from_millis(20);
+/// How often the gateway reads the store's revocation epoch (the PostgreSQL path polls at
+/// the same pace); bounds how long a revoked agent's in-flight stream survives.
+const REVOCATION_POLL: Duration = Duration::from_millis(200);
 
 /// What the gateway needs from the rest of Warden.
 pub struct Deps {
@@ -82,7 +86,7 @@ pub struct HttpGateway {
     targets: HashMap<String, Arc<Target>>,
     limits: HttpLimits,
     masker: Arc<Masker>,
-    deps: Deps,
+    pub(crate) deps: Deps,
     client: Client<HttpConnector, Full<Bytes>>,
     ledger: Arc<Ledger>,
     agents: Mutex<HashMap<String, (Instant, Result<String, String>)>>,
@@ -96,6 +100,8 @@ pub struct HttpGateway {
     verified: quick_cache::sync::Cache<String, Arc<warden_core::token::TokenClaims>>,
     /// MCP targets: definitions seen, pins, tools/list visibility (`mcp.rs`).
     mcp: mcp::McpState,
+    /// In-flight responses (SSE streams, MCP calls) that revocation reaches into.
+    pub(crate) live: crate::revocation::LiveCalls,
 }
 
 fn now_unix() -> i64 {
@@ -175,7 +181,7 @@ impl HttpGateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
-        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), verified: quick_cache::sync::Cache::new(10_000), mcp: Default::default() }))
+        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), verified: quick_cache::sync::Cache::new(10_000), mcp: Default::default(), live: Default::default() }))
     }
 
     /// The budget ledger (tests and metrics).
@@ -185,6 +191,7 @@ impl HttpGateway {
 
     /// Accepts connections until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        tokio::spawn(self.clone().watch_revocations(REVOCATION_POLL));
         loop {
             let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
@@ -271,6 +278,9 @@ impl HttpGateway {
             Err(_) => return error(401, "unauthenticated", "warden: the bearer token is not a valid Warden token"),
         };
         let header_str = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        // Registered before the agent's status is read: a revocation landing after the read
+        // still reaches this call through the registry.
+        let revocation = self.live_call(&claims.sub);
         let owner = match self.agent_owner(&claims.sub).await {
             Ok(o) => o,
             Err(msg) => return error(403, "agent_cannot_act", &msg),
@@ -319,6 +329,7 @@ impl HttpGateway {
             decision: None,
             approval_id: None,
             approver: None,
+            revocation: Some(revocation),
         };
         if target.kind == TargetKind::Mcp {
             return self.mcp(call, parts, body, rest_forward, query, approval_mode).await;
@@ -418,7 +429,16 @@ impl HttpGateway {
             Err(_) => return error(400, "bad_path", "warden: the request cannot be expressed upstream"),
         };
         *up.headers_mut() = headers;
-        let resp = match tokio::time::timeout(target.timeout, self.client.request(up)).await {
+        let revoked = call.revocation.as_mut().expect("registered for every call");
+        let sent = tokio::select! {
+            r = tokio::time::timeout(target.timeout, self.client.request(up)) => r,
+            reason = revoked => {
+                drop(reservation);
+                self.audit(&call, "deny", |ev| { ev.error = Some("revoked".into()); ev.reason = Some(reason.clone()); }).await;
+                return error(403, "revoked", &reason);
+            }
+        };
+        let resp = match sent {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 tracing::warn!(target = %target.name, error = %e, "upstream request failed");
@@ -436,7 +456,7 @@ impl HttpGateway {
     }
 
     /// Masks (or passes) the upstream response and audits it.
-    async fn respond(self: &Arc<Self>, call: Call, method: Method, resp: Response<Incoming>, reservation: Option<Reservation>) -> Response<Body> {
+    async fn respond(self: &Arc<Self>, mut call: Call, method: Method, resp: Response<Incoming>, reservation: Option<Reservation>) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let status = parts.status.as_u16();
@@ -455,6 +475,7 @@ impl HttpGateway {
                 sse = sse.without_masking();
             }
             let gw = self.clone();
+            let revoked = call.revocation.take();
             let mut reservation = reservation;
             let on_end: Box<dyn FnOnce(&SseMasker, Option<&str>) + Send + Sync> = Box::new(move |m, err| {
                 let usage = m.usage;
@@ -475,7 +496,7 @@ impl HttpGateway {
                     tracing::error!(error = %e, "could not audit a streamed response");
                 }
             });
-            let body = SseBody { inner: body, masker: sse, done: false, on_end: Some(on_end) };
+            let body = SseBody { inner: body, masker: sse, done: false, on_end: Some(on_end), revoked };
             return Response::from_parts(parts, body.boxed());
         }
 
@@ -635,6 +656,11 @@ impl HttpGateway {
             (Some(r), None) => Some(r.reserved().1),
             (None, u) => u.map(cost),
         }
+    }
+
+    /// Drops every cached agent status: the next request of each agent reads the store.
+    pub(crate) fn forget_agent_statuses(&self) {
+        self.agents.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     async fn agent_owner(&self, agent: &str) -> Result<String, String> {
@@ -824,6 +850,8 @@ struct Call {
     approval_id: Option<String>,
     /// Who approved a held call (MCP audit).
     approver: Option<String>,
+    /// Resolves when the agent loses the right to act (suspension, owner deactivation).
+    revocation: Option<crate::revocation::Revocation>,
 }
 
 impl Call {
@@ -870,6 +898,14 @@ struct SseBody {
     masker: SseMasker,
     done: bool,
     on_end: Option<Box<dyn FnOnce(&SseMasker, Option<&str>) + Send + Sync>>,
+    /// Cuts the stream when the agent is revoked mid-response.
+    revoked: Option<crate::revocation::Revocation>,
+}
+
+/// The event a revoked stream ends with: OpenAI-style error data, so SDKs raise it.
+fn revoked_event(reason: &str) -> Bytes {
+    let data = json!({ "error": { "type": "warden_revoked", "code": "agent_revoked", "message": reason } });
+    Bytes::from(format!("event: error\ndata: {data}\n\n"))
 }
 
 impl SseBody {
@@ -889,6 +925,15 @@ impl http_body::Body for SseBody {
         loop {
             if this.done {
                 return Poll::Ready(None);
+            }
+            if let Some(r) = this.revoked.as_mut() {
+                if let Poll::Ready(reason) = Pin::new(r).poll(cx) {
+                    this.done = true;
+                    this.revoked = None;
+                    this.end(Some(&reason));
+                    // What the masker still holds back is dropped, never released unmasked.
+                    return Poll::Ready(Some(Ok(Frame::data(revoked_event(&reason)))));
+                }
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,

@@ -58,6 +58,18 @@ async fn upstream_handler(State(seen): State<Seen>, req: Request) -> Response {
     }
     if p == "/v1/chat/completions" {
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if req["stream"] == true && req["messages"][0]["content"] == "talk forever" {
+            // One event every 50 ms for a minute: only the gateway can end it early.
+            let stream = futures_util::stream::unfold(0u32, |i| async move {
+                if i >= 1200 {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let v = json!({"id": "c3", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "hello world. "}, "finish_reason": null}]});
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(format!("data: {v}\n\n"))), i + 1))
+            });
+            return Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(stream)).unwrap();
+        }
         if req["stream"] == true {
             // The card is split across two events, in the middle of a group.
             let pieces = ["Your card ", "is 4111 11", "11 1111 1111", ", keep it safe."];
@@ -443,4 +455,56 @@ async fn fifty_concurrent_calls_against_a_budget_for_ten_let_at_most_ten_through
     // Another run has its own budget.
     let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).header("x-warden-run", "other-run").body(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Issue 15: deprovisioning reaches a response that is still streaming. The stream ends
+/// with an error event naming the cause within a second of `warden human deactivate`
+/// returning, and the agent's next request is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn owner_deactivation_cuts_a_live_sse_stream_within_a_second() {
+    let up = start_upstream().await;
+    let gw = Arc::new(start_gateway(&up, None));
+    let token = gw.token("bot", None, "5m");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+    let body = json!({"model": "small", "messages": [{"role": "user", "content": "talk forever"}], "max_tokens": 50, "stream": true}).to_string();
+    let mut r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut seen = String::new();
+    while seen.matches("hello").count() < 3 {
+        seen.push_str(&String::from_utf8_lossy(&r.chunk().await.unwrap().expect("the stream runs")));
+    }
+
+    let g = gw.clone();
+    let (issued, returned) = tokio::task::spawn_blocking(move || {
+        let t = std::time::Instant::now();
+        g.admin(&["human", "deactivate", OWNER]);
+        (t, std::time::Instant::now())
+    })
+    .await
+    .unwrap();
+    let mut tail = String::new();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = r.chunk().await {
+            tail.push_str(&String::from_utf8_lossy(&chunk));
+            if tail.contains("event: error") {
+                break;
+            }
+        }
+        std::time::Instant::now()
+    })
+    .await
+    .expect("the stream must be cut, not run on");
+    let after_return = ended.saturating_duration_since(returned);
+    println!("human deactivate: stream cut {:?} after the command returned ({:?} after it started)", after_return, ended - issued);
+    assert!(tail.contains("event: error") && tail.contains("agent_revoked") && tail.contains("deactivated"), "{tail}");
+    assert!(after_return < Duration::from_secs(1), "cut after {after_return:?}");
+    let words_after = tail.matches("hello").count();
+    assert!(words_after <= 25, "the stream ran on for {words_after} events");
+
+    // A new request of the revoked agent is refused, stream or not.
+    let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json_like().await;
+    assert!(v["message"].as_str().unwrap().contains("deactivated"), "{v}");
 }
