@@ -33,7 +33,7 @@ CONFIG = """
 data_dir = "data"
 [listen]
 postgres = "127.0.0.1:0"
-admin = "127.0.0.1:0"
+admin = "{admin}"
 [policy]
 files = ["policy.cedar"]
 [approvals]
@@ -53,6 +53,7 @@ port = 5432
 database = "test"
 user = "postgres"
 tls = "disable"
+{extra}
 """
 
 
@@ -61,12 +62,12 @@ def psql_direct(sql):
 
 
 class Gateway:
-    def __init__(self):
+    def __init__(self, extra="", admin="127.0.0.1:0"):
         self.dir = tempfile.TemporaryDirectory()
         d = Path(self.dir.name)
         (d / "policy.cedar").write_text(POLICY)
         self.config = d / "warden.toml"
-        self.config.write_text(CONFIG.format(approver=APPROVER))
+        self.config.write_text(CONFIG.format(approver=APPROVER, admin=admin, extra=extra))
         self.env = dict(os.environ, WARDEN_TEST_CONSOLE_ADMIN=ADMIN_TOKEN, WARDEN_TEST_CONSOLE_AUDITOR=AUDITOR_TOKEN)
         self.env.pop("WARDEN_DATA_DIR", None)
         self.env.pop("WARDEN_LOG", None)
