@@ -291,6 +291,8 @@ impl HttpGateway {
                 } else {
                     self.deps.policy.decide_mcp(&call.who, &tc)
                 };
+                let described = format!("tool \"{}/{tool}\"", target.name);
+                let decision = self.cap_to_graph_version(&call.who, warden_graphs::GatewayAccess { action: warden_core::policy::mcp::MCP_ACTION, object: &tool, described: &described }, decision).await;
                 call.decision = Some(decision.clone());
                 match decision.effect {
                     Effect::Allow => {}

@@ -102,7 +102,14 @@ pub struct HttpGateway {
     mcp: mcp::McpState,
     /// In-flight responses (SSE streams, MCP calls) that revocation reaches into.
     pub(crate) live: crate::revocation::LiveCalls,
+    /// Graph-version enforcement, the same cap the PostgreSQL path applies.
+    graphs: Arc<warden_graphs::GraphGate>,
+    /// Approved manifests (or the denial) by (agent, graph version); dropped whenever the
+    /// store's epoch moves (a version approved or denied).
+    graph_manifests: Mutex<HashMap<(String, Option<String>), GraphLookup>>,
 }
+
+type GraphLookup = Result<Option<Arc<Result<warden_graphs::Manifest, String>>>, Decision>;
 
 fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
@@ -181,7 +188,41 @@ impl HttpGateway {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
-        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), verified: quick_cache::sync::Cache::new(10_000), mcp: Default::default(), live: Default::default() }))
+        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), verified: quick_cache::sync::Cache::new(10_000), mcp: Default::default(), live: Default::default(), graphs: Arc::new(warden_graphs::GraphGate::new(false)), graph_manifests: Mutex::new(HashMap::new()) }))
+    }
+
+    /// `[graphs] require_approved_version`: callers whose token carries no graph version get
+    /// no privileges either. (Tokens that carry one are always held to it.)
+    pub fn require_approved_graph_version(&self, required: bool) {
+        self.graphs.set_require_approved(required);
+    }
+
+    /// Narrows a policy decision to what the caller's approved graph version allows.
+    pub(crate) async fn cap_to_graph_version(&self, who: &SessionIdentity, access: warden_graphs::GatewayAccess<'_>, decision: Decision) -> Decision {
+        if decision.effect == Effect::Deny {
+            return decision;
+        }
+        let key = (who.agent.clone(), who.graph_version.clone());
+        let cached = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+        let found = match cached {
+            Some(f) => f,
+            None => {
+                let (store, gate, id) = (self.deps.store.clone(), self.graphs.clone(), who.clone());
+                let f = tokio::task::spawn_blocking(move || gate.approved_manifest(store.as_ref(), &id))
+                    .await
+                    .unwrap_or_else(|_| Err(Decision::deny_without_policy("warden: denied because graph versions cannot be read (fail closed)")));
+                let mut m = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner());
+                if m.len() > 10_000 {
+                    m.clear();
+                }
+                m.insert(key, f.clone());
+                f
+            }
+        };
+        match found {
+            Err(denial) => denial,
+            Ok(manifest) => self.graphs.cap_gateway_access(manifest.as_deref(), who, &access, decision),
+        }
     }
 
     /// The budget ledger (tests and metrics).
@@ -356,12 +397,16 @@ impl HttpGateway {
                     d.reason = format!("warden: model \"{}\" is high-cost (http.targets[{}].models): a human must approve this exact request", lreq.model, target.index);
                     d.policy_ids.push(format!("config:http.targets[{}].models.{}.high_cost", target.index, lreq.model));
                 }
+                let described = format!("model \"{}\"", lreq.model);
+                let d = self.cap_to_graph_version(&call.who, warden_graphs::GatewayAccess { action: "llm_call", object: &lreq.model, described: &described }, d).await;
                 call.llm = Some(lreq);
                 d
             }
             None => {
                 let key = decision_key(&call.who, &["http", &method, &rest_policy]);
-                self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_http(&call.who, &method, &rest_policy))).unwrap_or_else(|e| match e {})
+                let d = self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_http(&call.who, &method, &rest_policy))).unwrap_or_else(|e| match e {});
+                let route = format!("{method} {rest_policy}");
+                self.cap_to_graph_version(&call.who, warden_graphs::GatewayAccess { action: "http_request", object: &route, described: &route }, d).await
             }
         };
         call.decision = Some(decision.clone());
@@ -661,6 +706,7 @@ impl HttpGateway {
     /// Drops every cached agent status: the next request of each agent reads the store.
     pub(crate) fn forget_agent_statuses(&self) {
         self.agents.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     async fn agent_owner(&self, agent: &str) -> Result<String, String> {

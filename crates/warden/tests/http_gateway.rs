@@ -508,3 +508,80 @@ async fn owner_deactivation_cuts_a_live_sse_stream_within_a_second() {
     let v: Value = r.json_like().await;
     assert!(v["message"].as_str().unwrap().contains("deactivated"), "{v}");
 }
+
+fn gv_token(gw: &Gateway, gv: &str, node: &str) -> String {
+    gw.admin(&["token", "issue", "--agent", "bot", "--node", node, "--ttl", "5m", "--graph-version", gv]).trim().to_string()
+}
+
+/// Issue 11 on the HTTP path: a token's graph version must be approved, and then the
+/// approved manifest caps what policy allows (routes and models the node asked for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn graph_versions_bind_http_routes_and_llm_models() {
+    let up = start_upstream().await;
+    let gw = start_gateway(&up, None);
+    gw.admin(&["human", "activate", "bob@example.com"]);
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+    let get = |token: String, path: &str| c.get(format!("{base}{path}")).bearer_auth(token).header("x-warden-node", "writer").send();
+
+    // Unknown version: denied, saying how to submit it.
+    let r = get(gv_token(&gw, "v404", "reader"), "/crm/customers/1").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json_like().await;
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("graph version v404") && msg.contains("unknown") && msg.contains("warden graph submit"), "{msg}");
+
+    let manifest = json!({"graph_id": "support", "digest": "v1", "nodes": ["reader", "writer"],
+        "privileges": {"reader": ["http_request:GET /customers/*", {"target": "ai", "models": ["small"]}]}});
+    let file = gw.data_dir().join("manifest-v1.json");
+    std::fs::write(&file, manifest.to_string()).unwrap();
+    let out = gw.admin(&["graph", "submit", "--agent", "bot", "--file", file.to_str().unwrap()]);
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+
+    // Submitted, not yet approved: still denied, naming the approve command.
+    let token = gv_token(&gw, "v1", "reader");
+    let r = get(token.clone(), "/crm/customers/1").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let msg = r.json_like().await["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("pending review") && msg.contains(&format!("warden graph approve {id}")), "{msg}");
+    assert!(up.paths().is_empty(), "nothing reached the upstream: {:?}", up.paths());
+
+    gw.admin(&["graph", "approve", &id, "--as", "bob@example.com", "--reason", "reviewed the manifest"]);
+    let mut status = 0;
+    for _ in 0..40 {
+        status = get(token.clone(), "/crm/customers/1").await.unwrap().status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "approved version works");
+
+    // Policy lets a reader GET every crm route; the manifest asked for /customers/* only.
+    let r = get(token.clone(), "/crm/orders/7").await.unwrap();
+    assert_eq!(r.status(), 403);
+    let msg = r.json_like().await["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("GET /orders/7") && msg.contains("not in the approved manifest of graph version v1") && msg.contains("node \"reader\""), "{msg}");
+    // A node the manifest gives nothing gets nothing, though policy would allow it.
+    let other = gv_token(&gw, "v1", "writer");
+    assert_eq!(get(other, "/crm/customers/1").await.unwrap().status(), 403);
+
+    // Models: policy allows small and big; the manifest asked for small only.
+    let chat = |model: &str| json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}).to_string();
+    let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(chat("small")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).header("x-warden-approval", "resume").body(chat("big")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "the manifest cap applies before any approval is asked for");
+    let msg = r.json_like().await["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("model \"big\"") && msg.contains("not in the approved manifest"), "{msg}");
+
+    // Audit: the gateway's events carry the graph version.
+    let gw_ref = &gw;
+    wait_for(Duration::from_secs(10), "http events with the graph version", || {
+        let text = gw_ref.admin(&["audit", "search", "--json", "--limit", "2000"]);
+        let evs: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        let allowed = evs.iter().any(|e| e["kind"] == "http_request" && e["decision"] == "allow" && e["graph_version"] == "v1");
+        let denied = evs.iter().any(|e| e["kind"] == "llm_call" && e["decision"] == "deny" && e["graph_version"] == "v1" && e["policy_ids"].to_string().contains("graph-version"));
+        (allowed && denied).then_some(())
+    });
+}
