@@ -255,8 +255,8 @@ impl Manifest {
 
 
 /// Route patterns are kept as `"METHOD /path"` with the method upper-cased (a bare path
-/// means any method); models and tools as written.
-fn gateway_object(action: &str, o: &str) -> String {
+/// means any method); models and tools as written. Also the form of JIT grant objects.
+pub fn gateway_object(action: &str, o: &str) -> String {
     if action != "http_request" {
         return o.to_string();
     }
@@ -267,8 +267,9 @@ fn gateway_object(action: &str, o: &str) -> String {
 }
 
 /// A route pattern matches its exact path, or every path under it when it ends in `*`;
-/// method `*` matches any method. Models and tools match exactly.
-fn object_matches(action: &str, pattern: &str, object: &str) -> bool {
+/// method `*` matches any method. Models and tools match exactly. JIT grants of gateway
+/// actions match their objects the same way.
+pub fn object_matches(action: &str, pattern: &str, object: &str) -> bool {
     if action != "http_request" {
         return pattern == object;
     }

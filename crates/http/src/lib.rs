@@ -13,6 +13,7 @@ pub mod config;
 pub mod jsonmask;
 pub mod llm;
 pub mod normalize;
+mod grants;
 mod proxy;
 mod revocation;
 pub mod sniff;

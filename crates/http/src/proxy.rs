@@ -111,7 +111,7 @@ pub struct HttpGateway {
 
 type GraphLookup = Result<Option<Arc<Result<warden_graphs::Manifest, String>>>, Decision>;
 
-fn now_unix() -> i64 {
+pub(crate) fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
 }
 
@@ -397,6 +397,7 @@ impl HttpGateway {
                     d.reason = format!("warden: model \"{}\" is high-cost (http.targets[{}].models): a human must approve this exact request", lreq.model, target.index);
                     d.policy_ids.push(format!("config:http.targets[{}].models.{}.high_cost", target.index, lreq.model));
                 }
+                let d = self.apply_grants(&call.who, "llm_call", &lreq.model, d).await;
                 let described = format!("model \"{}\"", lreq.model);
                 let d = self.cap_to_graph_version(&call.who, warden_graphs::GatewayAccess { action: "llm_call", object: &lreq.model, described: &described }, d).await;
                 call.llm = Some(lreq);
@@ -406,6 +407,7 @@ impl HttpGateway {
                 let key = decision_key(&call.who, &["http", &method, &rest_policy]);
                 let d = self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_http(&call.who, &method, &rest_policy))).unwrap_or_else(|e| match e {});
                 let route = format!("{method} {rest_policy}");
+                let d = self.apply_grants(&call.who, "http_request", &route, d).await;
                 self.cap_to_graph_version(&call.who, warden_graphs::GatewayAccess { action: "http_request", object: &route, described: &route }, d).await
             }
         };
@@ -521,6 +523,10 @@ impl HttpGateway {
             }
             let gw = self.clone();
             let revoked = call.revocation.take();
+            let grant_ends = call.decision.as_ref().and_then(|d| d.valid_until).map(|at| {
+                let left = Duration::from_secs(at.saturating_sub(now_unix()).max(0) as u64);
+                Box::pin(tokio::time::sleep(left))
+            });
             let mut reservation = reservation;
             let on_end: Box<dyn FnOnce(&SseMasker, Option<&str>) + Send + Sync> = Box::new(move |m, err| {
                 let usage = m.usage;
@@ -541,7 +547,7 @@ impl HttpGateway {
                     tracing::error!(error = %e, "could not audit a streamed response");
                 }
             });
-            let body = SseBody { inner: body, masker: sse, done: false, on_end: Some(on_end), revoked };
+            let body = SseBody { inner: body, masker: sse, done: false, on_end: Some(on_end), revoked, grant_ends };
             return Response::from_parts(parts, body.boxed());
         }
 
@@ -946,6 +952,8 @@ struct SseBody {
     on_end: Option<Box<dyn FnOnce(&SseMasker, Option<&str>) + Send + Sync>>,
     /// Cuts the stream when the agent is revoked mid-response.
     revoked: Option<crate::revocation::Revocation>,
+    /// Cuts the stream when the JIT grant it rests on expires.
+    grant_ends: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// The event a revoked stream ends with: OpenAI-style error data, so SDKs raise it.
@@ -978,6 +986,15 @@ impl http_body::Body for SseBody {
                     this.revoked = None;
                     this.end(Some(&reason));
                     // What the masker still holds back is dropped, never released unmasked.
+                    return Poll::Ready(Some(Ok(Frame::data(revoked_event(&reason)))));
+                }
+            }
+            if let Some(s) = this.grant_ends.as_mut() {
+                if s.as_mut().poll(cx).is_ready() {
+                    let reason = "warden: the just-in-time grant this stream rests on has expired; the stream was cut".to_string();
+                    this.done = true;
+                    this.grant_ends = None;
+                    this.end(Some(&reason));
                     return Poll::Ready(Some(Ok(Frame::data(revoked_event(&reason)))));
                 }
             }

@@ -585,3 +585,90 @@ async fn graph_versions_bind_http_routes_and_llm_models() {
         (allowed && denied).then_some(())
     });
 }
+
+/// The grant request `warden grant request --target crm --action http_request,llm_call
+/// --tables ...` writes once the CLI accepts HTTP targets (it checks database targets and
+/// actions today): created in the gateway's store as the CLI would, approved by a human
+/// with the real CLI.
+fn request_http_grant(gw: &Gateway, target: &str, node: &str, actions: &[&str], objects: &[&str], secs: i64) -> String {
+    use warden_store::{ApprovalStore, GrantSpec, NewApproval};
+    let store = warden_store::SqliteStore::open(gw.data_dir().join("warden.db")).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let rec = store
+        .create_approval(&NewApproval {
+            kind: "grant".into(),
+            agent: "bot".into(),
+            owner: OWNER.into(),
+            node: Some(node.into()),
+            run: None,
+            graph_version: None,
+            target: target.into(),
+            statement: None,
+            params_digest: None,
+            rule: "jit-grant".into(),
+            reason: Some("incident 42".into()),
+            requested_by: "carol@example.com".into(),
+            quorum: 1,
+            mode: "grant".into(),
+            expires_at: now + 300,
+            grant: Some(GrantSpec { actions: actions.iter().map(|a| a.to_string()).collect(), objects: objects.iter().map(|o| o.to_string()).collect(), duration_secs: secs }),
+        })
+        .unwrap();
+    rec.id
+}
+
+/// Issue 15: a JIT grant covers HTTP routes and LLM models a policy does not allow, for
+/// its duration only; a stream the grant allowed is cut when the grant ends, and later
+/// requests are denied again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jit_grant_allows_http_and_llm_until_it_expires_mid_stream_included() {
+    let up = start_upstream().await;
+    let gw = start_gateway(&up, None);
+    gw.admin(&["human", "activate", "bob@example.com"]);
+    let token = gw.token("bot", Some("writer"), "5m");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+    let stream_body = json!({"model": "tiny", "messages": [{"role": "user", "content": "talk forever"}], "max_tokens": 50, "stream": true}).to_string();
+    let get = || c.get(format!("{base}/crm/customers/1")).bearer_auth(&token).send();
+
+    // Policy: only "reader" GETs crm routes; no policy names model "tiny".
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let msg = r.json_like().await["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("default deny") && msg.contains("warden grant request") && msg.contains("--action http_request"), "{msg}");
+    // A grant never lifts a forbid.
+    let crm = request_http_grant(&gw, "crm", "writer", &["http_request"], &["GET /customers/*", "GET /admin/*"], 3);
+    gw.admin(&["approvals", "approve", &crm, "--as", "bob@example.com", "--reason", "incident 42"]);
+    let ai = request_http_grant(&gw, "ai", "writer", &["llm_call"], &["tiny"], 3);
+    gw.admin(&["approvals", "approve", &ai, "--as", "bob@example.com", "--reason", "incident 42"]);
+    let granted_at = std::time::Instant::now();
+
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 200, "the grant allows the route");
+    assert_eq!(c.get(format!("{base}/crm/admin/users")).bearer_auth(&token).send().await.unwrap().status(), 403, "forbid stands");
+    assert_eq!(c.delete(format!("{base}/crm/customers/1")).bearer_auth(&token).send().await.unwrap().status(), 403, "only the granted method");
+
+    let mut r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(stream_body.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the grant allows the model");
+    let mut text = String::new();
+    let cut = tokio::time::timeout(Duration::from_secs(8), async {
+        while let Ok(Some(chunk)) = r.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: error") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "the stream must end with the grant");
+    let lasted = granted_at.elapsed();
+    println!("grant of 3 s: stream cut {lasted:?} after approval, {} events through", text.matches("hello").count());
+    assert!(text.contains("hello") && text.contains("event: error") && text.contains("grant") && text.contains("expired"), "{text}");
+    assert!(lasted < Duration::from_secs(5), "{lasted:?}");
+
+    // Expired: both actions are denied again.
+    assert_eq!(get().await.unwrap().status(), 403);
+    assert_eq!(c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(stream_body).send().await.unwrap().status(), 403);
+    let audit = gw.admin(&["audit", "search", "--json", "--limit", "2000"]);
+    assert!(audit.contains("\"grant:grt"), "grant-based allows are audited with the grant id");
+}
