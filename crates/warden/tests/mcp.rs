@@ -210,3 +210,130 @@ fn mcp_tool_gateway_end_to_end() {
     let listed = client(&gw, &token, "billing", &["list"]);
     assert_eq!(listed["tools"], json!(["lookup", "refund"]), "{listed}");
 }
+
+/// A minimal streamable-HTTP MCP upstream in the test process: `lookup` answers at once,
+/// `slow` takes 30 s (only the gateway can end it early).
+async fn start_jsonrpc_upstream() -> u16 {
+    async fn handle(body: axum::body::Bytes) -> axum::response::Response {
+        let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let id = req["id"].clone();
+        let schema = json!({"type": "object", "properties": {}});
+        let result = match req["method"].as_str().unwrap_or("") {
+            "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "shop", "version": "1"}}),
+            "tools/list" => json!({"tools": [{"name": "lookup", "description": "Look a customer up", "inputSchema": schema}, {"name": "slow", "description": "A long report", "inputSchema": schema}]}),
+            "tools/call" if req["params"]["name"] == "slow" => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                json!({"content": [{"type": "text", "text": "report done"}]})
+            }
+            "tools/call" => json!({"content": [{"type": "text", "text": "Ada"}]}),
+            _ => json!({}),
+        };
+        axum::response::Response::builder().header("content-type", "application/json").body(axum::body::Body::from(json!({"jsonrpc": "2.0", "id": id, "result": result}).to_string())).unwrap()
+    }
+    let app = axum::Router::new().route("/mcp", axum::routing::post(handle));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+async fn rpc(port: u16, token: &str, method: &str, params: Value) -> (u16, Value) {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let auth = format!("Bearer {token}");
+    let (status, text) = tokio::task::spawn_blocking(move || {
+        let h = [("Authorization", auth.as_str()), ("content-type", "application/json"), ("accept", "application/json, text/event-stream"), ("x-warden-node", "billing")];
+        http_request(port, "POST", "/shop/mcp", &h, Some(&body))
+    })
+    .await
+    .unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+}
+
+/// Issues 11 and 15 on the MCP path: a tool call needs an approved graph version whose
+/// manifest lists the tool, and a call in flight is cut within a second of the owner's
+/// deactivation, with later calls refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mcp_graph_versions_cap_tools_and_deactivation_cuts_a_live_call() {
+    let up = start_jsonrpc_upstream().await;
+    let toml = format!("[approvals]\napprovers = [\"bob@example.com\"]\n\n[[http.targets]]\nname = \"shop\"\nkind = \"mcp\"\nupstream = \"http://127.0.0.1:{up}\"\n");
+    let policy = r#"
+@id("mcp-billing")
+permit(principal, action == Warden::Action::"mcp_tool_call", resource in Warden::Target::"shop") when { context.node == "billing" };
+"#;
+    let gw = Gateway::builder().policy(policy).toml(&toml).start_with_http();
+    gw.create_agent("bot", OWNER);
+    gw.admin(&["human", "activate", "bob@example.com"]);
+    let hp = gw.http_port();
+    let gv_token = |gv: &str| gw.admin(&["token", "issue", "--agent", "bot", "--ttl", "5m", "--graph-version", gv]).trim().to_string();
+    let call = |name: &str| json!({"name": name, "arguments": {}});
+
+    let (_, v) = rpc(hp, &gv_token("v404"), "tools/call", call("lookup")).await;
+    let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(v["error"]["code"], -32003, "{v}");
+    assert!(msg.contains("graph version v404") && msg.contains("unknown") && msg.contains("warden graph submit"), "{msg}");
+
+    let file = gw.data_dir().join("mcp-manifest.json");
+    std::fs::write(&file, json!({"graph_id": "support", "digest": "m1", "nodes": ["billing"], "privileges": {"billing": [{"target": "shop", "tools": ["lookup"]}]}}).to_string()).unwrap();
+    let out = gw.admin(&["graph", "submit", "--agent", "bot", "--file", file.to_str().unwrap()]);
+    let id = out.split_whitespace().nth(2).unwrap().to_string();
+    let token = gv_token("m1");
+    let (_, v) = rpc(hp, &token, "tools/call", call("lookup")).await;
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("pending review"), "{v}");
+    gw.admin(&["graph", "approve", &id, "--as", "bob@example.com", "--reason", "reviewed"]);
+    let v = wait_for_async(|| rpc(hp, &token, "tools/call", call("lookup"))).await;
+    assert_eq!(v["result"]["content"][0]["text"], "Ada", "approved version works: {v}");
+    // Policy allows every shop tool for billing; the manifest asked for lookup only.
+    let (_, v) = rpc(hp, &token, "tools/call", call("slow")).await;
+    let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains("tool \"shop/slow\"") && msg.contains("not in the approved manifest of graph version m1"), "{v}");
+
+    // A live call: no graph version (none required here), the slow tool.
+    let plain = gw.token("bot", None, "5m");
+    let p2 = plain.clone();
+    let in_flight = tokio::spawn(async move {
+        let r = rpc(hp, &p2, "tools/call", json!({"name": "slow", "arguments": {}})).await;
+        (r, std::time::Instant::now())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!in_flight.is_finished(), "the slow call is in flight");
+    let g = &gw;
+    let returned = tokio::task::block_in_place(|| {
+        g.admin(&["human", "deactivate", OWNER]);
+        std::time::Instant::now()
+    });
+    let ((status, v), ended) = tokio::time::timeout(Duration::from_secs(5), in_flight).await.expect("the call must be cut").unwrap();
+    let after = ended.saturating_duration_since(returned);
+    println!("human deactivate: MCP call cut {after:?} after the command returned");
+    assert!(after < Duration::from_secs(1), "{after:?}");
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("deactivated") && v["error"]["data"]["warden"]["error"] == "revoked", "{v}");
+    let (status, _) = rpc_status(hp, &plain).await;
+    assert_eq!(status, 403, "new calls are refused");
+    let audit = gw.admin(&["audit", "search", "--json", "--limit", "1000"]);
+    assert!(audit.contains("\"graph_version\":\"m1\""), "MCP events carry the graph version");
+}
+
+async fn rpc_status(port: u16, token: &str) -> (u16, String) {
+    let auth = format!("Bearer {token}");
+    tokio::task::spawn_blocking(move || {
+        let h = [("Authorization", auth.as_str()), ("content-type", "application/json")];
+        http_request(port, "POST", "/shop/mcp", &h, Some(r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"lookup","arguments":{}}}"#))
+    })
+    .await
+    .unwrap()
+}
+
+/// Retries an RPC until it answers a result (the gateway drops its cached graph lookups
+/// within one epoch poll of the approval).
+async fn wait_for_async<F: std::future::Future<Output = (u16, Value)>>(mut f: impl FnMut() -> F) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..40 {
+        let (_, v) = f().await;
+        if v.get("result").is_some() {
+            return v;
+        }
+        last = v;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no result: {last}");
+}
