@@ -4,6 +4,10 @@
 //! with the credential it holds, masks the response (JSON, text, SSE event by event) and
 //! audits every decision.
 //!
+//! Graph versions (`warden-graphs`) cap what policy allows for callers whose token carries
+//! one; JIT grants (`grants.rs`) may cover routes and models a policy does not; revocation
+//! (`revocation.rs`) cuts in-flight streams and calls of suspended or deprovisioned agents.
+//!
 //! Smuggling: hyper parses both sides and the gateway re-frames every message; what hyper
 //! tolerates (Content-Length with Transfer-Encoding, repeated Content-Length) is caught by
 //! [`sniff`] and refused before anything is forwarded.

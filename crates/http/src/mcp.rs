@@ -5,8 +5,8 @@
 //! and every message of the answer (JSON or SSE, message by message):
 //!
 //! - requests allowed through: `initialize`, `ping`, `tools/list` (result filtered to the
-//!   tools this caller may call, see `PolicyEngine::mcp_tool_listed`, and to tools whose
-//!   definition is still the pinned one), `tools/call` (decided by Cedar, action
+//!   tools this caller may call, see `PolicyEngine::mcp_tool_listed`, to those its approved
+//!   graph version's manifest lists, and to tools whose definition is still the pinned one), `tools/call` (decided by Cedar, action
 //!   `mcp_tool_call` on `Warden::Tool::"<target>/<tool>"` with the arguments in the context),
 //!   `logging/setLevel`; notifications `notifications/*`; responses to server requests.
 //!   Anything else (other methods, batches, invalid JSON-RPC) is refused with a JSON-RPC
@@ -20,6 +20,9 @@
 //!   from `tools/list` and calls are refused until `warden mcp tools approve SERVER TOOL`;
 //! - results (every message of the answer except `initialize` and `tools/list` results:
 //!   text, structuredContent, notifications) are masked like JSON bodies;
+//! - a caller carrying a graph version (`gv`) may call only what its approved manifest
+//!   lists (`warden-graphs`); a call in flight is cut when the agent is revoked
+//!   (`revocation.rs`);
 //! - every call is audited (`mcp_tool_call`: server, tool, argument digest, decision,
 //!   approver, duration, masked counts).
 //!
@@ -505,6 +508,8 @@ impl HttpGateway {
             })
             .collect();
         let pinned = self.mcp_record_sightings(&server, &defs).await;
+        // A graph version bounds what is listed as it bounds what may be called.
+        let manifest = self.graph_lookup(&call.who).await;
         let total = tools.len();
         let mut hidden_changed = Vec::new();
         tools.retain(|t| {
@@ -514,7 +519,12 @@ impl HttpGateway {
                 hidden_changed.push(name.to_string());
                 return false;
             }
-            self.mcp_listed(call, name)
+            let in_manifest = match &manifest {
+                Err(_) => false,
+                Ok(None) => true,
+                Ok(Some(m)) => m.as_ref().as_ref().is_ok_and(|m| m.permits_gateway(call.who.node.as_deref(), &server, warden_core::policy::mcp::MCP_ACTION, name)),
+            };
+            in_manifest && self.mcp_listed(call, name)
         });
         let mut ev = AuditEvent::new("mcp_tools_list", "allow");
         fill_identity(&mut ev, call);

@@ -197,29 +197,31 @@ impl HttpGateway {
         self.graphs.set_require_approved(required);
     }
 
+    /// The approved manifest the caller is bound by (Ok(None): policy alone decides), or
+    /// the denial; cached until the store's epoch moves.
+    pub(crate) async fn graph_lookup(&self, who: &SessionIdentity) -> GraphLookup {
+        let key = (who.agent.clone(), who.graph_version.clone());
+        if let Some(f) = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned() {
+            return f;
+        }
+        let (store, gate, id) = (self.deps.store.clone(), self.graphs.clone(), who.clone());
+        let f = tokio::task::spawn_blocking(move || gate.approved_manifest(store.as_ref(), &id))
+            .await
+            .unwrap_or_else(|_| Err(Decision::deny_without_policy("warden: denied because graph versions cannot be read (fail closed)")));
+        let mut m = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(key, f.clone());
+        f
+    }
+
     /// Narrows a policy decision to what the caller's approved graph version allows.
     pub(crate) async fn cap_to_graph_version(&self, who: &SessionIdentity, access: warden_graphs::GatewayAccess<'_>, decision: Decision) -> Decision {
         if decision.effect == Effect::Deny {
             return decision;
         }
-        let key = (who.agent.clone(), who.graph_version.clone());
-        let cached = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
-        let found = match cached {
-            Some(f) => f,
-            None => {
-                let (store, gate, id) = (self.deps.store.clone(), self.graphs.clone(), who.clone());
-                let f = tokio::task::spawn_blocking(move || gate.approved_manifest(store.as_ref(), &id))
-                    .await
-                    .unwrap_or_else(|_| Err(Decision::deny_without_policy("warden: denied because graph versions cannot be read (fail closed)")));
-                let mut m = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner());
-                if m.len() > 10_000 {
-                    m.clear();
-                }
-                m.insert(key, f.clone());
-                f
-            }
-        };
-        match found {
+        match self.graph_lookup(who).await {
             Err(denial) => denial,
             Ok(manifest) => self.graphs.cap_gateway_access(manifest.as_deref(), who, &access, decision),
         }

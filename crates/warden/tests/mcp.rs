@@ -282,6 +282,9 @@ permit(principal, action == Warden::Action::"mcp_tool_call", resource in Warden:
     gw.admin(&["graph", "approve", &id, "--as", "bob@example.com", "--reason", "reviewed"]);
     let v = wait_for_async(|| rpc(hp, &token, "tools/call", call("lookup"))).await;
     assert_eq!(v["result"]["content"][0]["text"], "Ada", "approved version works: {v}");
+    let (_, v) = rpc(hp, &token, "tools/list", json!({})).await;
+    let names: Vec<&str> = v["result"]["tools"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["lookup"], "tools/list shows only what the manifest lists: {v}");
     // Policy allows every shop tool for billing; the manifest asked for lookup only.
     let (_, v) = rpc(hp, &token, "tools/call", call("slow")).await;
     let msg = v["error"]["message"].as_str().unwrap_or_default().to_string();
