@@ -414,6 +414,9 @@ impl HttpGateway {
             }
         };
         call.decision = Some(decision.clone());
+        if let (Some(grant), Some(r)) = (decision.policy_ids.iter().find_map(|p| p.strip_prefix("grant:")), call.revocation.as_ref()) {
+            r.rests_on_grant(&call.who.target, grant);
+        }
         match decision.effect {
             Effect::Allow => {}
             Effect::Hold => {

@@ -20,6 +20,9 @@ use tokio::sync::watch;
 
 struct LiveCall {
     agent: String,
+    /// (target, grant id) when the call was allowed by a JIT grant: revoking the grant
+    /// cuts the call too.
+    grant: Option<(String, String)>,
     revoke: watch::Sender<Option<String>>,
 }
 
@@ -52,6 +55,13 @@ async fn revoked(mut rx: watch::Receiver<Option<String>>) -> String {
 }
 
 impl Revocation {
+    /// Marks the call as resting on a JIT grant of `target`.
+    pub(crate) fn rests_on_grant(&self, target: &str, grant: &str) {
+        if let Some(c) = self.calls.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&self.id) {
+            c.grant = Some((target.to_string(), grant.to_string()));
+        }
+    }
+
     /// Another handle on the same revocation, for code that only borrows the call.
     pub(crate) fn wait(&self) -> impl Future<Output = String> + Send + 'static {
         revoked(self.rx.clone())
@@ -62,7 +72,7 @@ impl LiveCalls {
     pub(crate) fn register(&self, agent: &str) -> Revocation {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (revoke, rx) = watch::channel(None);
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).insert(id, LiveCall { agent: agent.to_string(), revoke });
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).insert(id, LiveCall { agent: agent.to_string(), grant: None, revoke });
         let fut = Box::pin(revoked(rx.clone()));
         Revocation { id, calls: self.calls.clone(), rx, fut }
     }
@@ -72,6 +82,20 @@ impl LiveCalls {
         a.sort();
         a.dedup();
         a
+    }
+
+    /// (agent, target, grant id) of every live call resting on a grant.
+    fn grants(&self) -> Vec<(String, String, String)> {
+        let mut g: Vec<(String, String, String)> = self.calls.lock().unwrap_or_else(|e| e.into_inner()).values().filter_map(|c| c.grant.clone().map(|(t, id)| (c.agent.clone(), t, id))).collect();
+        g.sort();
+        g.dedup();
+        g
+    }
+
+    fn revoke_grant(&self, grant: &str, reason: &str) {
+        for c in self.calls.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|c| c.grant.as_ref().is_some_and(|(_, g)| g == grant)) {
+            c.revoke.send_replace(Some(reason.to_string()));
+        }
     }
 
     fn revoke(&self, agent: &str, reason: &str) -> usize {
@@ -128,6 +152,16 @@ impl HttpGateway {
                 };
                 let n = self.live.revoke(&agent, &reason);
                 tracing::info!(agent = %agent, calls = n, "live HTTP calls revoked");
+            }
+            for (agent, target, grant) in self.live.grants() {
+                let store = self.deps.store.clone();
+                let (a, t) = (agent.clone(), target.clone());
+                let now = crate::proxy::now_unix();
+                let active = tokio::task::spawn_blocking(move || store.active_grants(&a, &t, now)).await.ok().and_then(Result::ok);
+                // Unreadable grants count as gone (fail closed).
+                if !active.is_some_and(|gs| gs.iter().any(|g| g.id == grant && !g.revoked)) {
+                    self.live.revoke_grant(&grant, &format!("warden: just-in-time grant {grant} was revoked; the call was cut"));
+                }
             }
         }
     }

@@ -671,4 +671,33 @@ async fn jit_grant_allows_http_and_llm_until_it_expires_mid_stream_included() {
     assert_eq!(c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(stream_body).send().await.unwrap().status(), 403);
     let audit = gw.admin(&["audit", "search", "--json", "--limit", "2000"]);
     assert!(audit.contains("\"grant:grt"), "grant-based allows are audited with the grant id");
+
+    // Revoked before it expires: the stream it allowed is cut within a second.
+    let ai = request_http_grant(&gw, "ai", "writer", &["llm_call"], &["tiny"], 60);
+    gw.admin(&["approvals", "approve", &ai, "--as", "bob@example.com", "--reason", "incident 43"]);
+    let grants: Value = serde_json::from_str(&gw.admin(&["grant", "list", "--json"])).unwrap();
+    let grant = grants.as_array().unwrap().iter().find(|g| g["approval_id"] == ai.as_str()).unwrap()["id"].as_str().unwrap().to_string();
+    let body = json!({"model": "tiny", "messages": [{"role": "user", "content": "talk forever"}], "max_tokens": 50, "stream": true}).to_string();
+    let mut r = c.post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut text = String::new();
+    while text.matches("hello").count() < 2 {
+        text.push_str(&String::from_utf8_lossy(&r.chunk().await.unwrap().expect("the stream runs")));
+    }
+    gw.admin(&["grant", "revoke", &grant]);
+    let returned = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = r.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: error") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the stream must be cut when its grant is revoked");
+    let after = returned.elapsed();
+    println!("grant revoke: stream cut {after:?} after the command returned");
+    assert!(text.contains(&format!("grant {grant} was revoked")), "{text}");
+    assert!(after < Duration::from_secs(1), "{after:?}");
 }
