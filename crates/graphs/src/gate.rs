@@ -9,6 +9,10 @@ use std::sync::Arc;
 use warden_core::{Classification, Decision, Effect, SessionIdentity};
 use warden_store::{GraphStatus, Store};
 
+/// The manifest a caller is bound by: None when it carries no graph version and none is
+/// required; the parse error of a stored manifest that cannot be read (denies everything).
+pub type ApprovedManifest = Option<Arc<Result<Manifest, String>>>;
+
 pub struct GraphGate {
     /// `[graphs] require_approved_version`: tokens without `gv` get no privileges either.
     require_approved: AtomicBool,
@@ -47,11 +51,11 @@ impl GraphGate {
 
     /// The approved manifest the caller is bound by: Ok(None) when it carries no version
     /// and none is required (policy alone decides), Err with the denial otherwise.
-    pub fn approved_manifest(&self, store: &dyn Store, id: &SessionIdentity) -> Result<Option<Arc<Result<Manifest, String>>>, Decision> {
+    pub fn approved_manifest(&self, store: &dyn Store, id: &SessionIdentity) -> Result<ApprovedManifest, Box<Decision>> {
         let agent = &id.agent;
         let Some(gv) = id.graph_version.as_deref() else {
             if self.require_approved.load(Ordering::Acquire) {
-                return Err(deny(format!("warden: denied: this gateway requires an approved graph version ([graphs] require_approved_version) and the token of agent \"{agent}\" carries none; submit the graph's manifest (warden graph submit --agent {agent} --file manifest.json, or POST /v1/graphs), have it approved, and request tokens with graph_version"), None));
+                return Err(Box::new(deny(format!("warden: denied: this gateway requires an approved graph version ([graphs] require_approved_version) and the token of agent \"{agent}\" carries none; submit the graph's manifest (warden graph submit --agent {agent} --file manifest.json, or POST /v1/graphs), have it approved, and request tokens with graph_version"), None)));
             }
             return Ok(None);
         };
@@ -59,13 +63,13 @@ impl GraphGate {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read graph versions");
-                return Err(deny("warden: denied because graph versions cannot be read (store unavailable; fail closed)".into(), None));
+                return Err(Box::new(deny("warden: denied because graph versions cannot be read (store unavailable; fail closed)".into(), None)));
             }
         };
         let g = match found {
-            None => return Err(deny(format!("warden: denied: graph version {gv} of agent \"{agent}\" is unknown; submit its manifest (warden graph submit --agent {agent} --file manifest.json, or POST /v1/graphs) and have an approver who is not its owner approve it"), None)),
-            Some(g) if g.status == GraphStatus::Pending => return Err(deny(format!("warden: denied: graph version {gv} of agent \"{agent}\" is pending review ({}); an approver who is neither its owner nor its submitter runs: warden graph approve {} --as EMAIL --reason \"...\"", g.id, g.id), None)),
-            Some(g) if g.status == GraphStatus::Denied => return Err(deny(format!("warden: denied: graph version {gv} of agent \"{agent}\" was denied by {}: {}; submit a new version", g.decided_by.clone().unwrap_or_default(), g.reason.clone().unwrap_or_default()), None)),
+            None => return Err(Box::new(deny(format!("warden: denied: graph version {gv} of agent \"{agent}\" is unknown; submit its manifest (warden graph submit --agent {agent} --file manifest.json, or POST /v1/graphs) and have an approver who is not its owner approve it"), None))),
+            Some(g) if g.status == GraphStatus::Pending => return Err(Box::new(deny(format!("warden: denied: graph version {gv} of agent \"{agent}\" is pending review ({}); an approver who is neither its owner nor its submitter runs: warden graph approve {} --as EMAIL --reason \"...\"", g.id, g.id), None))),
+            Some(g) if g.status == GraphStatus::Denied => return Err(Box::new(deny(format!("warden: denied: graph version {gv} of agent \"{agent}\" was denied by {}: {}; submit a new version", g.decided_by.clone().unwrap_or_default(), g.reason.clone().unwrap_or_default()), None))),
             Some(g) => g,
         };
         let manifest = match self.parsed.get(&g.id) {
@@ -87,7 +91,7 @@ impl GraphGate {
         let manifest = match self.approved_manifest(store, id) {
             Ok(None) => return decision,
             Ok(Some(m)) => m,
-            Err(denial) => return denial,
+            Err(denial) => return *denial,
         };
         cap_statement(&manifest, id, c).unwrap_or(decision)
     }

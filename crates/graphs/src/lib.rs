@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use warden_core::{Access, Action, ObjectRef};
 
 mod gate;
-pub use gate::{GatewayAccess, GraphGate};
+pub use gate::{ApprovedManifest, GatewayAccess, GraphGate};
 
 pub const MANIFEST_FORMAT: &str = "warden-graph-manifest/v1";
 

@@ -109,7 +109,7 @@ pub struct HttpGateway {
     graph_manifests: Mutex<HashMap<(String, Option<String>), GraphLookup>>,
 }
 
-type GraphLookup = Result<Option<Arc<Result<warden_graphs::Manifest, String>>>, Decision>;
+type GraphLookup = Result<warden_graphs::ApprovedManifest, Box<Decision>>;
 
 pub(crate) fn now_unix() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs() as i64
@@ -207,7 +207,7 @@ impl HttpGateway {
         let (store, gate, id) = (self.deps.store.clone(), self.graphs.clone(), who.clone());
         let f = tokio::task::spawn_blocking(move || gate.approved_manifest(store.as_ref(), &id))
             .await
-            .unwrap_or_else(|_| Err(Decision::deny_without_policy("warden: denied because graph versions cannot be read (fail closed)")));
+            .unwrap_or_else(|_| Err(Box::new(Decision::deny_without_policy("warden: denied because graph versions cannot be read (fail closed)"))));
         let mut m = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() > 10_000 {
             m.clear();
@@ -222,7 +222,7 @@ impl HttpGateway {
             return decision;
         }
         match self.graph_lookup(who).await {
-            Err(denial) => denial,
+            Err(denial) => *denial,
             Ok(manifest) => self.graphs.cap_gateway_access(manifest.as_deref(), who, &access, decision),
         }
     }
