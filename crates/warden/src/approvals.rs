@@ -45,6 +45,18 @@ pub fn qualify_table(name: &str) -> String {
 }
 
 /// `write` and `read` are shorthands; everything else must be a Warden action id.
+/// Actions a grant on an HTTP/LLM target may cover (MCP tool grants are not built).
+pub fn expand_gateway_actions(actions: &[String]) -> Result<Vec<String>> {
+    const GRANTABLE: [&str; 2] = ["http_request", "llm_call"];
+    let mut out: Vec<String> = actions.iter().flat_map(|a| a.split(',')).map(|a| a.trim().to_ascii_lowercase()).collect();
+    if let Some(bad) = out.iter().find(|a| !GRANTABLE.contains(&a.as_str())) {
+        bail!("--action {bad:?}: on an HTTP/LLM target a grant covers {}", GRANTABLE.join(" or "));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 pub fn expand_actions(actions: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for a in actions.iter().flat_map(|a| a.split(',')).map(|a| a.trim().to_ascii_lowercase()) {

@@ -116,11 +116,13 @@ enum GrantCmd {
         run: Option<String>,
         #[arg(long)]
         target: String,
-        /// read, write, or Warden action ids (comma-separated or repeated).
+        /// read, write, or Warden action ids (comma-separated or repeated); on HTTP/LLM
+        /// targets http_request or llm_call.
         #[arg(long = "action", required = true)]
         actions: Vec<String>,
-        /// Tables the grant covers (comma-separated); none = every table of the target.
-        #[arg(long, value_delimiter = ',')]
+        /// What the grant covers (comma-separated): tables of a database target, route
+        /// patterns ("GET /customers/*") or model names of an HTTP/LLM target; none = all.
+        #[arg(long, alias = "objects", value_delimiter = ',')]
         tables: Vec<String>,
         /// How long the grant lasts once approved, e.g. 15m.
         #[arg(long = "for")]
@@ -559,15 +561,19 @@ fn grant_cmd(cmd: GrantCmd, config: &Config, store: Arc<dyn Store>) -> Result<Ex
     match cmd {
         GrantCmd::Request { agent, node, run, target, actions, tables, duration, reason, requester, quorum } => {
             let record = store.agent(&agent)?.with_context(|| format!("no agent named {agent:?}"))?;
-            if !config.targets.iter().any(|t| t.name == target) {
+            let http_target = config.http.targets.iter().any(|t| t.name == target);
+            if !http_target && !config.targets.iter().any(|t| t.name == target) {
                 bail!("--target {target:?}: no such target in the config");
             }
             let duration = humantime::parse_duration(&duration).with_context(|| format!("--for {duration:?}: expected a duration like 15m"))?;
             if duration.is_zero() || duration > config.tokens.max_ttl {
                 bail!("--for: must be between 1s and tokens.max_ttl ({})", humantime::format_duration(config.tokens.max_ttl));
             }
-            let actions = crate::approvals::expand_actions(&actions)?;
-            let objects: Vec<String> = tables.iter().filter(|t| !t.trim().is_empty()).map(|t| crate::approvals::qualify_table(t)).collect();
+            let (actions, objects) = if http_target {
+                (crate::approvals::expand_gateway_actions(&actions)?, tables.iter().map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect())
+            } else {
+                (crate::approvals::expand_actions(&actions)?, tables.iter().filter(|t| !t.trim().is_empty()).map(|t| crate::approvals::qualify_table(t)).collect::<Vec<String>>())
+            };
             let request = warden_store::NewApproval {
                 kind: "grant".into(),
                 agent: agent.clone(),

@@ -134,5 +134,8 @@ fn http_gateway(config: &Config, policy_files: &[std::path::PathBuf], store: Arc
         resume_lifetime: config.approvals.resume_lifetime,
         on_approval: Some(on_approval),
     };
-    warden_http::HttpGateway::new(&config.http, &config.base_dir, deps).map_err(|e| anyhow::anyhow!(e))
+    let gateway = warden_http::HttpGateway::new(&config.http, &config.base_dir, deps).map_err(|e| anyhow::anyhow!(e))?;
+    // Same rule as the database path: with it on, a token without a graph version gets nothing.
+    gateway.require_approved_graph_version(config.graphs.require_approved_version);
+    Ok(gateway)
 }

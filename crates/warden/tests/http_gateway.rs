@@ -128,6 +128,10 @@ when { ["small", "big"].contains(resource.name) };
 "#;
 
 fn start_gateway(up: &Upstream, run_budget_tokens: Option<u64>) -> Gateway {
+    start_gateway_with(up, run_budget_tokens, "")
+}
+
+fn start_gateway_with(up: &Upstream, run_budget_tokens: Option<u64>, extra_toml: &str) -> Gateway {
     let budget = run_budget_tokens.map(|n| format!("budgets = {{ per_run_tokens = {n} }}\n")).unwrap_or_default();
     let toml = format!(
         r#"
@@ -158,7 +162,7 @@ high_cost = true
 "#,
         port = up.port
     );
-    let gw = Gateway::builder().policy(POLICY).toml(&toml).env("CRM_TOKEN", UPSTREAM_TOKEN).env("AI_KEY", AI_KEY).start_with_http();
+    let gw = Gateway::builder().policy(POLICY).toml(&toml).toml(extra_toml).env("CRM_TOKEN", UPSTREAM_TOKEN).env("AI_KEY", AI_KEY).start_with_http();
     gw.create_agent("bot", OWNER);
     gw
 }
@@ -586,35 +590,26 @@ async fn graph_versions_bind_http_routes_and_llm_models() {
     });
 }
 
-/// The grant request `warden grant request --target crm --action http_request,llm_call
-/// --tables ...` writes once the CLI accepts HTTP targets (it checks database targets and
-/// actions today): created in the gateway's store as the CLI would, approved by a human
-/// with the real CLI.
+/// `[graphs] require_approved_version = true` holds on the HTTP path too: a token without a
+/// graph version gets nothing, though policy would allow the request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn required_graph_versions_refuse_http_tokens_without_one() {
+    let up = start_upstream().await;
+    let gw = start_gateway_with(&up, None, "[graphs]\nrequire_approved_version = true\n");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let token = gw.token("bot", Some("reader"), "5m");
+    let r = client().get(format!("{base}/crm/customers/1")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let msg = r.json_like().await["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("requires an approved graph version") && msg.contains("warden graph submit"), "{msg}");
+    assert!(up.paths().is_empty(), "nothing reached the upstream: {:?}", up.paths());
+}
+
+/// `warden grant request` on an HTTP/LLM target, as carol; returns the request id (a human
+/// approves it with the real CLI).
 fn request_http_grant(gw: &Gateway, target: &str, node: &str, actions: &[&str], objects: &[&str], secs: i64) -> String {
-    use warden_store::{ApprovalStore, GrantSpec, NewApproval};
-    let store = warden_store::SqliteStore::open(gw.data_dir().join("warden.db")).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let rec = store
-        .create_approval(&NewApproval {
-            kind: "grant".into(),
-            agent: "bot".into(),
-            owner: OWNER.into(),
-            node: Some(node.into()),
-            run: None,
-            graph_version: None,
-            target: target.into(),
-            statement: None,
-            params_digest: None,
-            rule: "jit-grant".into(),
-            reason: Some("incident 42".into()),
-            requested_by: "carol@example.com".into(),
-            quorum: 1,
-            mode: "grant".into(),
-            expires_at: now + 300,
-            grant: Some(GrantSpec { actions: actions.iter().map(|a| a.to_string()).collect(), objects: objects.iter().map(|o| o.to_string()).collect(), duration_secs: secs }),
-        })
-        .unwrap();
-    rec.id
+    let out = gw.admin(&["grant", "request", "--agent", "bot", "--node", node, "--target", target, "--action", &actions.join(","), "--objects", &objects.join(","), "--for", &format!("{secs}s"), "--reason", "incident 42", "--as", "carol@example.com"]);
+    out.split_whitespace().nth(2).unwrap().to_string()
 }
 
 /// Issue 15: a JIT grant covers HTTP routes and LLM models a policy does not allow, for

@@ -28,7 +28,6 @@ when { context.node == "billing" && context.arguments has amount && context.argu
 "#;
 
 struct McpServer {
-    port: u16,
     child: Child,
 }
 
@@ -45,7 +44,7 @@ impl McpServer {
             .spawn()
             .expect("python3 with the mcp package (python3 -m pip install 'mcp<2')");
         wait_for(Duration::from_secs(30), "the MCP server to listen", || std::net::TcpStream::connect(("127.0.0.1", port)).ok());
-        McpServer { port, child }
+        McpServer { child }
     }
 
     fn stop(&mut self) {
