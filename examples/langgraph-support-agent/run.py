@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 import psycopg
 
 HERE = Path(__file__).resolve().parent
@@ -247,9 +249,11 @@ def main(argv: list[str] | None = None) -> int:
             say("\n== 1. unapproved graph version ==")
             submitted = warden.submit_manifest(sa.MANIFEST)
             say(f"submitted graph version {submitted['id']} ({submitted['status']}), digest {submitted['digest'][:16]}…")
-            out, _ = ticket("ticket-1", "What card do we have on file for customer 1?")
-            say(f"lookup_customer -> denied: {short(out.get('denied'), 160)}")
-            say("(the agent node's model call went through: the LLM gateway does not check graph versions yet)")
+            try:
+                out, _ = ticket("ticket-1", "What card do we have on file for customer 1?")
+            except httpx.HTTPStatusError as exc:  # the first node's model call is refused
+                out = {"denied": exc.response.json().get("message", exc.response.text), "rows": None}
+            say(f"agent (model call) -> denied: {short(out.get('denied'), 160)}")
             summary["unapproved"] = {"graph_version_id": submitted["id"], "status": submitted["status"], "denied": out.get("denied", ""), "rows": out.get("rows")}
             approved = gw.cli("graph", "approve", submitted["id"], "--as", APPROVER, "--reason", "reviewed the support-desk manifest")
             say(f"$ warden graph approve {submitted['id']} --as {APPROVER} --reason ...\n  {approved.strip()}")

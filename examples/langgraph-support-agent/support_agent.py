@@ -34,7 +34,7 @@ SYSTEM = (
 )
 
 # What each node may do, for the graph version manifest (policy AND manifest both must allow).
-PRIVILEGES = {"lookup_customer": ["transaction", "select:support_customers"], "issue_refund": ["transaction", "insert:support_refunds"]}  # [warden]
+PRIVILEGES = {"agent": [{"target": "llm", "models": [MODEL]}], "lookup_customer": ["transaction", "select:support_customers"], "issue_refund": ["transaction", "insert:support_refunds"]}  # [warden]
 
 
 class State(TypedDict, total=False):

@@ -53,8 +53,10 @@ def test_unapproved_graph_version_gets_nothing_then_approved_works(run: dict[str
     assert s["unapproved"]["status"] == "pending"
     assert "pending review" in s["unapproved"]["denied"] and s["digest"] in s["unapproved"]["denied"], s["unapproved"]
     assert not s["unapproved"]["rows"]
-    denied = events(run, kind="statement", decision="deny", run="ticket-1")
-    assert denied and denied[0]["node"] == "lookup_customer" and "graph-version" in denied[0]["policy_ids"]
+    # The first node's model call is already refused: the LLM gateway checks graph versions too.
+    denied = events(run, kind="llm_call", decision="deny", run="ticket-1")
+    assert denied and denied[0]["node"] == "agent" and "graph-version" in denied[0]["policy_ids"], denied
+    assert not events(run, kind="statement", run="ticket-1"), "no statement ran on the unapproved version"
     assert events(run, kind="graph_approved", approver="ann@example.com")
     # After approval the same ticket reads (see the masked read below).
     assert s["lookup"]["rows"] and not s["lookup"]["denied"]
@@ -103,7 +105,8 @@ def test_prompt_injected_delete_is_denied_and_audited(run: dict[str, Any]) -> No
 def test_model_calls_go_through_the_llm_gateway(run: dict[str, Any]) -> None:
     s = run["summary"]
     calls = events(run, kind="llm_call", decision="allow", node="agent")
-    assert len(calls) == s["model_requests"] == 4, calls
+    # Four tickets; the first ran on the unapproved version and its model call never left.
+    assert len(calls) == s["model_requests"] == 3, calls
     assert all(c["model"] == "support-stand-in" and c["prompt_tokens"] == 40 for c in calls)
     # The provider never sees the agent's Warden token (the stand-in has no key configured).
     assert s["model_saw_authorization"] is False

@@ -198,7 +198,9 @@ impl HttpGateway {
     }
 
     /// The approved manifest the caller is bound by (Ok(None): policy alone decides), or
-    /// the denial; cached until the store's epoch moves.
+    /// the denial. Only answers that grant are cached (until the store's epoch moves): a
+    /// denial is looked up again, so a version approved a moment ago works at once instead
+    /// of after the next epoch poll.
     pub(crate) async fn graph_lookup(&self, who: &SessionIdentity) -> GraphLookup {
         let key = (who.agent.clone(), who.graph_version.clone());
         if let Some(f) = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned() {
@@ -208,11 +210,13 @@ impl HttpGateway {
         let f = tokio::task::spawn_blocking(move || gate.approved_manifest(store.as_ref(), &id))
             .await
             .unwrap_or_else(|_| Err(Box::new(Decision::deny_without_policy("warden: denied because graph versions cannot be read (fail closed)"))));
-        let mut m = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() > 10_000 {
-            m.clear();
+        if f.is_ok() {
+            let mut m = self.graph_manifests.lock().unwrap_or_else(|e| e.into_inner());
+            if m.len() > 10_000 {
+                m.clear();
+            }
+            m.insert(key, f.clone());
         }
-        m.insert(key, f.clone());
         f
     }
 
