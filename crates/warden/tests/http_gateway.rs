@@ -11,7 +11,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const CARD: &str = "4111 1111 1111 1111";
 const UPSTREAM_TOKEN: &str = "upstream-secret-token-123";
@@ -162,7 +162,7 @@ high_cost = true
 "#,
         port = up.port
     );
-    let gw = Gateway::builder().policy(POLICY).toml(&toml).toml(extra_toml).env("CRM_TOKEN", UPSTREAM_TOKEN).env("AI_KEY", AI_KEY).start_with_http();
+    let gw = Gateway::builder().policy(POLICY).toml(&toml).toml(extra_toml).env("WARDEN_TEST_SCIM_TOKEN", SCIM_TOKEN).env("CRM_TOKEN", UPSTREAM_TOKEN).env("AI_KEY", AI_KEY).start_with_http();
     gw.create_agent("bot", OWNER);
     gw
 }
@@ -582,6 +582,68 @@ async fn graph_versions_bind_http_routes_and_llm_models() {
         let denied = evs.iter().any(|e| e["kind"] == "llm_call" && e["decision"] == "deny" && e["graph_version"] == "v1" && e["policy_ids"].to_string().contains("graph-version"));
         (allowed && denied).then_some(())
     });
+}
+
+/// Issue 11's story end to end: the owner is deactivated by SCIM (as Okta or Entra ID would)
+/// while their agent holds an open PostgreSQL session and a streaming model response; both
+/// are cut within a second, and neither a new connection nor a new request gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scim_deactivation_cuts_the_owners_agent_on_postgres_and_http_within_a_second() {
+    let up = start_upstream().await;
+    let gw = Arc::new(start_gateway_with(&up, None, "[scim]\ntoken_env = \"WARDEN_TEST_SCIM_TOKEN\"\n"));
+    let (status, user) = scim(&gw, "POST", "/scim/v2/Users", Some(&json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": OWNER, "active": true, "emails": [{"value": OWNER, "primary": true}]})));
+    assert!(status == 201, "{status} {user}");
+    let scim_id = user["id"].as_str().unwrap().to_string();
+    let token = gw.token("bot", Some("reader"), "5m");
+    let pg = gw.connect("bot", &token, Some("reader")).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let body = json!({"model": "small", "messages": [{"role": "user", "content": "talk forever"}], "max_tokens": 50, "stream": true}).to_string();
+    let mut stream = client().post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(body.clone()).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    while seen.matches("hello").count() < 2 {
+        seen.push_str(&String::from_utf8_lossy(&stream.chunk().await.unwrap().expect("the stream runs")));
+    }
+
+    let since = Instant::now();
+    let port = gw.admin_port;
+    let patch = tokio::task::spawn_blocking(move || {
+        let auth = format!("Bearer {SCIM_TOKEN}");
+        let op = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": [{"op": "replace", "value": {"active": false}}]});
+        http_request(port, "PATCH", &format!("/scim/v2/Users/{scim_id}"), &[("Authorization", &auth), ("Content-Type", "application/scim+json")], Some(&op.to_string()))
+    });
+    let pg_cut = async {
+        match tokio::time::timeout(Duration::from_secs(5), pg.done).await {
+            Ok(Ok(Err(e))) => (since.elapsed(), error_text(&e)),
+            other => panic!("the PostgreSQL session survived the deactivation: {other:?}"),
+        }
+    };
+    let http_cut = async {
+        let mut tail = String::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while let Ok(Some(chunk)) = stream.chunk().await {
+                tail.push_str(&String::from_utf8_lossy(&chunk));
+                if tail.contains("event: error") {
+                    break;
+                }
+            }
+        })
+        .await
+        .expect("the stream must be cut, not run on");
+        (since.elapsed(), tail)
+    };
+    let ((pg_after, pg_error), (http_after, tail)) = tokio::join!(pg_cut, http_cut);
+    let (status, body) = patch.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    println!("SCIM PATCH active=false: PostgreSQL session cut after {pg_after:?}, SSE stream after {http_after:?}");
+    assert!(pg_error.contains("deactivated"), "{pg_error}");
+    assert!(tail.contains("agent_revoked") && tail.contains("deactivated"), "{tail}");
+    assert!(pg_after < Duration::from_secs(1) && http_after < Duration::from_secs(1), "pg {pg_after:?}, http {http_after:?}");
+
+    let err = gw.connect("bot", &token, Some("reader")).await.err().expect("a new connection is refused");
+    assert!(error_text(&err).contains("deactivated"), "{}", error_text(&err));
+    let r = client().post(format!("{base}/ai/v1/chat/completions")).bearer_auth(&token).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 403);
 }
 
 /// `[graphs] require_approved_version = true` holds on the HTTP path too: a token without a
