@@ -167,6 +167,21 @@ high_cost = true
     gw
 }
 
+/// Reads an SSE response into `text` until Warden's `event: error` (the cut); panics if
+/// the stream runs on for 5 s instead.
+async fn read_until_error_event(r: &mut reqwest::Response, text: &mut String) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(chunk)) = r.chunk().await {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: error") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the stream must be cut, not run on");
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(64).build().unwrap()
 }
@@ -620,16 +635,7 @@ async fn scim_deactivation_cuts_the_owners_agent_on_postgres_and_http_within_a_s
     };
     let http_cut = async {
         let mut tail = String::new();
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while let Ok(Some(chunk)) = stream.chunk().await {
-                tail.push_str(&String::from_utf8_lossy(&chunk));
-                if tail.contains("event: error") {
-                    break;
-                }
-            }
-        })
-        .await
-        .expect("the stream must be cut, not run on");
+        read_until_error_event(&mut stream, &mut tail).await;
         (since.elapsed(), tail)
     };
     let ((pg_after, pg_error), (http_after, tail)) = tokio::join!(pg_cut, http_cut);
@@ -737,16 +743,7 @@ async fn jit_grant_allows_http_and_llm_until_it_expires_mid_stream_included() {
     }
     gw.admin(&["grant", "revoke", &grant]);
     let returned = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(5), async {
-        while let Ok(Some(chunk)) = r.chunk().await {
-            text.push_str(&String::from_utf8_lossy(&chunk));
-            if text.contains("event: error") {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the stream must be cut when its grant is revoked");
+    read_until_error_event(&mut r, &mut text).await;
     let after = returned.elapsed();
     println!("grant revoke: stream cut {after:?} after the command returned");
     assert!(text.contains(&format!("grant {grant} was revoked")), "{text}");

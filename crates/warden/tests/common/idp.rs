@@ -75,14 +75,7 @@ pub fn form_decode(s: &str) -> HashMap<String, String> {
     s.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (unescape(k), unescape(v))).collect()
 }
 
-pub fn form_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use warden_api::oidc::form_encode;
 
 struct Request {
     method: String,

@@ -68,7 +68,7 @@ impl GatewayBuilder {
     }
 
     pub fn start(self) -> Gateway {
-        let (dir, config) = self.write_files();
+        let (dir, config) = self.write_files("");
         let mut g = Gateway {
             dir,
             config,
@@ -84,13 +84,14 @@ impl GatewayBuilder {
 
     /// Runs `warden serve` on a config that must not start; returns its stderr.
     pub fn serve_error(self) -> String {
-        let (_dir, config) = self.write_files();
+        let (_dir, config) = self.write_files("");
         let out = Command::new(WARDEN).arg("--config").arg(&config).arg("serve").envs(self.env.iter().cloned()).env_remove("WARDEN_DATA_DIR").stdin(Stdio::null()).output().unwrap();
         assert!(!out.status.success(), "warden serve started on a config it should refuse");
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
-    fn write_files(&self) -> (tempfile::TempDir, PathBuf) {
+    /// The temp dir with policy, files and config; `listen_extra`: more `[listen]` lines.
+    fn write_files(&self, listen_extra: &str) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("warden.toml");
         std::fs::write(dir.path().join("policy.cedar"), &self.policy).unwrap();
@@ -98,7 +99,7 @@ impl GatewayBuilder {
             std::fs::write(dir.path().join(name), contents).unwrap();
         }
         let toml = format!(
-            "data_dir = \"data\"\n[listen]\npostgres = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n[policy]\nfiles = [\"policy.cedar\"]\n{}\n{TEST_TARGET}",
+            "data_dir = \"data\"\n[listen]\npostgres = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{listen_extra}[policy]\nfiles = [\"policy.cedar\"]\n{}\n{TEST_TARGET}",
             self.extra_toml
         );
         std::fs::write(&config, toml).unwrap();
@@ -585,17 +586,7 @@ impl GatewayBuilder {
     /// Like `start`, with the HTTP gateway on an ephemeral port as well
     /// (`[listen] http = "127.0.0.1:0"`); its port is `Gateway::http_port`.
     pub fn start_with_http(self) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("warden.toml");
-        std::fs::write(dir.path().join("policy.cedar"), &self.policy).unwrap();
-        for (name, contents) in &self.files {
-            std::fs::write(dir.path().join(name), contents).unwrap();
-        }
-        let toml = format!(
-            "data_dir = \"data\"\n[listen]\npostgres = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n[policy]\nfiles = [\"policy.cedar\"]\n{}\n{TEST_TARGET}",
-            self.extra_toml
-        );
-        std::fs::write(&config, toml).unwrap();
+        let (dir, config) = self.write_files("http = \"127.0.0.1:0\"\n");
         let mut g = Gateway { dir, config, env: self.env, pg_port: 0, admin_port: 0, child: None, stderr: Arc::new(Mutex::new(String::new())) };
         g.spawn();
         g
