@@ -31,10 +31,12 @@ fn console_page(gw: &Gateway, session: &str) -> (u16, String) {
 
 // ---------------------------------------------------------------- OIDC
 
+const CLIENT_SECRET: &str = "console-client-secret-5f1c0e7a9b";
+
 fn oidc_gateway(idp: &TestIdp) -> Gateway {
-    let client = format!("client_id = \"{CLIENT_ID}\"\nredirect_url = \"http://127.0.0.1/console/oidc/callback\"\nscopes = [\"groups\"]\n");
+    let client = format!("client_id = \"{CLIENT_ID}\"\nclient_secret_env = \"WARDEN_TEST_OIDC_SECRET\"\nredirect_url = \"http://127.0.0.1/console/oidc/callback\"\nscopes = [\"groups\"]\n");
     let section = idp.config_toml("warden").replacen("[oidc.roles]", &format!("{client}[oidc.roles]"), 1);
-    Gateway::builder().toml(&section).start()
+    Gateway::builder().env("WARDEN_TEST_OIDC_SECRET", CLIENT_SECRET).toml(&section).start()
 }
 
 /// Starts a sign-in at the console and follows the IdP's redirect back, like a browser
@@ -87,6 +89,10 @@ fn oidc_console_sign_in_uses_pkce_and_state_and_ends_in_a_console_session() {
     assert!(ins.iter().any(|e| e["decision"] == "deny" && e["via"] == "oidc"), "{ins:?}");
     let log = gw.stderr();
     assert!(!callback.split(['=', '&']).nth(1).is_some_and(|code| log.contains(code)), "the authorization code is never logged");
+    // The client secret went to the token endpoint (HTTP Basic) and nowhere else.
+    let audit = gw.admin(&["audit", "search", "--json", "--limit", "500"]);
+    assert!(idp.token_basic_auth().is_some_and(|b| b.contains(CLIENT_SECRET)), "the code exchange authenticates the client");
+    assert!(!log.contains(CLIENT_SECRET) && !audit.contains(CLIENT_SECRET), "the client secret is never logged or audited");
 }
 
 #[test]

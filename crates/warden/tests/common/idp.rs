@@ -33,6 +33,8 @@ struct OAuthState {
     devices: HashMap<String, (String, Option<Person>)>,
     /// Audience of access tokens (the admin API's `[oidc] audience`).
     api_audience: String,
+    /// The decoded HTTP Basic credentials of the last token request, if any.
+    token_basic_auth: Option<String>,
 }
 
 /// A test OIDC identity provider: discovery at `{issuer}/.well-known/openid-configuration`,
@@ -78,6 +80,7 @@ pub fn form_decode(s: &str) -> HashMap<String, String> {
 pub use warden_api::oidc::form_encode;
 
 struct Request {
+    basic_auth: Option<String>,
     method: String,
     path: String,
     query: HashMap<String, String>,
@@ -108,7 +111,11 @@ fn read_request(s: &mut std::net::TcpStream) -> Option<Request> {
     let target = words.next()?.to_string();
     let (path, query) = target.split_once('?').map(|(p, q)| (p.to_string(), form_decode(q))).unwrap_or((target, HashMap::new()));
     let form = form_decode(&String::from_utf8_lossy(&buf[head_len..]));
-    Some(Request { method, path, query, form })
+    let basic_auth = head.lines().find_map(|l| l.strip_prefix("authorization: Basic ").or_else(|| l.strip_prefix("Authorization: Basic "))).and_then(|b| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(b.trim()).ok().map(|d| String::from_utf8_lossy(&d).into_owned())
+    });
+    Some(Request { basic_auth, method, path, query, form })
 }
 
 fn pkce_challenge(verifier: &str) -> String {
@@ -172,6 +179,7 @@ impl TestIdp {
             ("POST", "/token") => {
                 let f = &req.form;
                 let mut st = self.oauth.lock().unwrap();
+                st.token_basic_auth = req.basic_auth.clone();
                 match f.get("grant_type").map(String::as_str) {
                     Some("authorization_code") => {
                         let Some(g) = f.get("code").and_then(|c| st.codes.remove(c)) else { return oauth_error("invalid_grant") };
@@ -200,6 +208,11 @@ impl TestIdp {
     fn person_claims(&self, (email, groups): &Person, audience: &str, ttl: i64) -> serde_json::Value {
         let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
         self.claims(email, audience, &groups, ttl)
+    }
+
+    /// The client credentials (`id:secret`) the last token request authenticated with.
+    pub fn token_basic_auth(&self) -> Option<String> {
+        self.oauth.lock().unwrap().token_basic_auth.clone()
     }
 
     /// The human the IdP's login page signs in from now on (the browser's IdP session).
