@@ -99,6 +99,12 @@ pub struct HttpTarget {
     pub default_max_output_tokens: i64,
     #[serde(default = "default_upstream_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
+    /// MCP targets: tool name -> the argument that carries SQL (`{ query = "sql" }`). The
+    /// statement is classified by Warden's PostgreSQL parser and the call's
+    /// `context.sql_read_only` says whether it only reads; SQL that does not parse, or a
+    /// missing or non-string argument, is not read-only (fail closed).
+    #[serde(default)]
+    pub sql_arguments: BTreeMap<String, String>,
 }
 
 fn yes() -> bool {
@@ -278,6 +284,9 @@ impl HttpConfig {
             parse_upstream(&t.upstream).map_err(|e| bad(format!("{key}.upstream: {e}")))?;
             if let Some(a) = &t.auth {
                 a.validate().map_err(|e| bad(format!("{key}.auth: {e}")))?;
+            }
+            if t.kind != TargetKind::Mcp && !t.sql_arguments.is_empty() {
+                return Err(bad(format!("{key}.sql_arguments: applies to kind = \"mcp\" targets only")));
             }
             if t.kind != TargetKind::Llm && (!t.models.is_empty() || t.budgets.any()) {
                 return Err(bad(format!("{key}: models and budgets apply to kind = \"llm\" targets only")));

@@ -287,7 +287,8 @@ impl HttpGateway {
                 }
 
                 // Policy.
-                let tc = ToolCall { server: &target.name, tool: &tool, arguments: &arguments, sql_read_only: false };
+                let sql_read_only = target.sql_arguments.get(&tool).is_some_and(|arg| sql_only_reads(arguments.get(arg)));
+                let tc = ToolCall { server: &target.name, tool: &tool, arguments: &arguments, sql_read_only };
                 let decision = if args_text.len() <= 4096 {
                     let key = decision_key(&call.who, &["mcp", &tool, &args_text]);
                     self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_mcp(&call.who, &tc))).unwrap_or_else(|e| match e {})
@@ -691,6 +692,17 @@ fn fill_identity(ev: &mut AuditEvent, call: &Call) {
     ev.thread = w.thread.clone();
     ev.graph_version = w.graph_version.clone();
     ev.target = Some(w.target.clone());
+}
+
+/// Whether a SQL argument only reads: it parses, and every access of every statement is a
+/// SELECT (no writes, DDL, function calls with effects, SET or transaction control that
+/// would outlive the call).
+fn sql_only_reads(sql: Option<&serde_json::Value>) -> bool {
+    let Some(sql) = sql.and_then(serde_json::Value::as_str) else { return false };
+    match warden_pg::classify::classify(sql) {
+        Ok(c) => !c.statements.is_empty() && c.statements.iter().all(|s| !s.accesses.is_empty() && s.accesses.iter().all(|a| a.action == warden_core::Action::Select)),
+        Err(_) => false,
+    }
 }
 
 /// The `mcp_tool_call` event: server, tool, argument digest (never the arguments),

@@ -80,6 +80,8 @@ struct Target {
     budgets: crate::config::Budgets,
     default_cap: i64,
     timeout: Duration,
+    /// MCP: tool -> the argument that carries SQL.
+    pub(crate) sql_arguments: BTreeMap<String, String>,
 }
 
 pub struct HttpGateway {
@@ -180,6 +182,7 @@ impl HttpGateway {
                     budgets: t.budgets.clone(),
                     default_cap: t.default_max_output_tokens,
                     timeout: t.timeout,
+                    sql_arguments: t.sql_arguments.clone(),
                 }),
             );
         }

@@ -219,11 +219,12 @@ async fn start_jsonrpc_upstream() -> u16 {
         let schema = json!({"type": "object", "properties": {}});
         let result = match req["method"].as_str().unwrap_or("") {
             "initialize" => json!({"protocolVersion": "2025-06-18", "capabilities": {"tools": {}}, "serverInfo": {"name": "shop", "version": "1"}}),
-            "tools/list" => json!({"tools": [{"name": "lookup", "description": "Look a customer up", "inputSchema": schema}, {"name": "slow", "description": "A long report", "inputSchema": schema}]}),
+            "tools/list" => json!({"tools": [{"name": "lookup", "description": "Look a customer up", "inputSchema": schema}, {"name": "slow", "description": "A long report", "inputSchema": schema}, {"name": "query", "description": "Run SQL", "inputSchema": schema}]}),
             "tools/call" if req["params"]["name"] == "slow" => {
                 tokio::time::sleep(Duration::from_secs(30)).await;
                 json!({"content": [{"type": "text", "text": "report done"}]})
             }
+            "tools/call" if req["params"]["name"] == "query" => json!({"content": [{"type": "text", "text": format!("ran {}", req["params"]["arguments"]["sql"])}]}),
             "tools/call" => json!({"content": [{"type": "text", "text": "Ada"}]}),
             _ => json!({}),
         };
@@ -313,6 +314,45 @@ permit(principal, action == Warden::Action::"mcp_tool_call", resource in Warden:
     assert_eq!(status, 403, "new calls are refused");
     let audit = gw.admin(&["audit", "search", "--json", "--limit", "1000"]);
     assert!(audit.contains("\"graph_version\":\"m1\""), "MCP events carry the graph version");
+}
+
+/// Issue 14: a tool that runs SQL is allowed only with a statement the PostgreSQL
+/// classifier reads as a plain SELECT (`context.sql_read_only`); writes, statements hidden
+/// after a `;`, side-effecting functions and SQL that does not parse are refused before the
+/// upstream sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mcp_sql_tools_run_only_statements_the_classifier_reads_as_read_only() {
+    let up = start_jsonrpc_upstream().await;
+    let toml = format!("[[http.targets]]\nname = \"shop\"\nkind = \"mcp\"\nupstream = \"http://127.0.0.1:{up}\"\nsql_arguments = {{ query = \"sql\" }}\n");
+    let policy = r#"
+@id("read-only-sql")
+permit(principal, action == Warden::Action::"mcp_tool_call", resource == Warden::Tool::"shop/query") when { context.sql_read_only };
+"#;
+    let gw = Gateway::builder().policy(policy).toml(&toml).start_with_http();
+    gw.create_agent("bot", OWNER);
+    let token = gw.token("bot", None, "5m");
+    let hp = gw.http_port();
+    let query = |sql: &str| json!({"name": "query", "arguments": {"sql": sql}});
+    for sql in ["SELECT name FROM customers WHERE id = 1", "WITH c AS (SELECT * FROM customers) SELECT count(*) FROM c"] {
+        let (_, v) = rpc(hp, &token, "tools/call", query(sql)).await;
+        assert_eq!(v["result"]["content"][0]["text"], format!("ran \"{sql}\""), "{sql}: {v}");
+    }
+    for sql in [
+        "DELETE FROM customers",
+        "SELECT 1; DELETE FROM customers",
+        "WITH d AS (DELETE FROM customers RETURNING *) SELECT * FROM d",
+        "SELECT pg_terminate_backend(42)",
+        "SELECT * FROM customers FOR UPDATE",
+        "SELEC name FROM customers",
+        "",
+    ] {
+        let (_, v) = rpc(hp, &token, "tools/call", query(sql)).await;
+        assert!(v["result"].is_null() && v["error"]["code"] == -32003, "{sql:?} must be refused: {v}");
+    }
+    let (_, v) = rpc(hp, &token, "tools/call", json!({"name": "query", "arguments": {"sql": 42}})).await;
+    assert!(v["result"].is_null(), "a non-string SQL argument is not read-only: {v}");
+    let audit = gw.admin(&["audit", "search", "--json", "--limit", "1000"]);
+    assert!(!audit.contains("DELETE FROM customers"), "arguments appear as digests only");
 }
 
 async fn rpc_status(port: u16, token: &str) -> (u16, String) {
