@@ -53,6 +53,19 @@ const APPROVAL_POLL: Duration = Duration::from_millis(10);
 struct LiveSession {
     agent: String,
     revoke: watch::Sender<Option<String>>,
+    /// The session was given clear results at its start. Its result stream is then not
+    /// masked at all, so once clear access lapses nothing it could return may reach it.
+    clear: ClearAccess,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClearAccess {
+    /// Results are masked (or masking is not configured): nothing to re-check.
+    No,
+    /// Results flow unmasked; unmask is re-decided at every decision.
+    Granted,
+    /// Clear access lapsed (grant revoked or expired, policy changed); audited once.
+    Lapsed,
 }
 
 fn now_unix() -> i64 {
@@ -158,6 +171,51 @@ impl WardenGate {
     fn unmask_decision(&self, id: &SessionIdentity, grants: &[ActiveGrant]) -> Decision {
         let unmask = Classification { statements: vec![warden_core::StatementClass { text: "<unmask>".into(), accesses: vec![warden_core::Access { action: warden_core::Action::Unmask, object: None }] }] };
         self.policy.decide(id, &unmask, &RequestContext { now_unix: now_unix(), grants: grants.to_vec() })
+    }
+
+    fn clear_access(&self, session: &SessionGrant) -> ClearAccess {
+        self.sessions.lock().unwrap().get(&session.session_id).map_or(ClearAccess::No, |s| s.clear)
+    }
+
+    fn set_clear_access(&self, session: &SessionGrant, clear: ClearAccess) {
+        if let Some(s) = self.sessions.lock().unwrap().get_mut(&session.session_id) {
+            s.clear = clear;
+        }
+    }
+
+    /// The session's result stream was left unmasked at its start (the session layer picks
+    /// masking once), so clear access is re-decided with every decision: an allowed verdict
+    /// is not reused past the unmask grant's expiry, and a revocation moves the epoch, which
+    /// brings the session back here. Once clear access lapses, every statement that could
+    /// return data is refused (only transaction control still runs, so an open transaction
+    /// can be ended); a new connection gets masked results.
+    fn recheck_clear_access(&self, session: &SessionGrant, c: &Classification, grants: &[ActiveGrant], decision: &mut Decision) -> Option<Decision> {
+        let state = self.clear_access(session);
+        if state == ClearAccess::No {
+            return None;
+        }
+        if state == ClearAccess::Granted {
+            let unmask = self.unmask_decision(&session.identity, grants);
+            if unmask.allowed() {
+                if let Some(until) = unmask.valid_until {
+                    decision.valid_until = Some(decision.valid_until.map_or(until, |v| v.min(until)));
+                }
+                return None;
+            }
+            self.set_clear_access(session, ClearAccess::Lapsed);
+            let mut ev = self.event(session, "unmask_ended", "deny");
+            ev.reason = Some("clear access lapsed mid-session (unmask grant revoked or expired, or policy changed)".into());
+            let _ = self.audit.record_nowait(ev);
+        }
+        if c.actions().iter().all(|a| *a == warden_core::Action::Transaction) {
+            return None;
+        }
+        let id = &session.identity;
+        let node = id.node.as_deref().unwrap_or("-");
+        Some(Decision::deny_without_policy(format!(
+            "warden: clear access for agent \"{}\" node \"{node}\" ended during this session (its unmask grant was revoked or expired); this connection's results are not masked, so it may only end its transaction: reconnect to get masked results, or request access with: warden grant request --agent {} --node {node} --target {} --action unmask --for 15m --reason \"...\"",
+            id.agent, id.agent, id.target
+        )))
     }
 
     /// A protected column may reach a masked session only as a plain output column, which
@@ -308,7 +366,7 @@ impl Gatekeeper for WardenGate {
         // reaches this session through the registry.
         let session_id = hex::encode(rand::random::<[u8; 12]>());
         let (revoke, revoked) = watch::channel(None);
-        self.sessions.lock().unwrap().insert(session_id.clone(), LiveSession { agent: agent.clone(), revoke });
+        self.sessions.lock().unwrap().insert(session_id.clone(), LiveSession { agent: agent.clone(), revoke, clear: ClearAccess::No });
         let unregister = || {
             self.sessions.lock().unwrap().remove(&session_id);
         };
@@ -395,7 +453,10 @@ impl Gatekeeper for WardenGate {
                         return Arc::new(Verdict { classification: Some(c.clone()), decision: denial });
                     }
                 }
-                let decision = self.graphs.cap_to_approved_manifest(self.store.as_ref(), id, c, decision);
+                let mut decision = self.graphs.cap_to_approved_manifest(self.store.as_ref(), id, c, decision);
+                if let Some(denial) = self.recheck_clear_access(session, c, &grants, &mut decision) {
+                    return Arc::new(Verdict { classification: Some(c.clone()), decision: denial });
+                }
                 Verdict { decision, classification: Some(c.clone()) }
             }
             Err(e) => Verdict { classification: None, decision: Decision::deny_without_policy(format!("warden: denied because the statement could not be classified ({e}); nothing was sent to the database")) },
@@ -571,6 +632,7 @@ impl Gatekeeper for WardenGate {
             let mut ev = self.event(session, "unmask", "allow");
             ev.policy_ids = decision.policy_ids;
             let _ = self.audit.record_nowait(ev);
+            self.set_clear_access(session, ClearAccess::Granted);
             return None;
         }
         Some(masker)

@@ -1169,7 +1169,6 @@ async fn a_jit_unmask_grant_shows_clear_values_only_while_it_is_active() {
 }
 
 #[tokio::test]
-#[ignore = "BUG: the unmask decision is taken once at session start (gate.rs masker()); a session opened during a JIT unmask grant keeps clear values after the grant is revoked or expires"]
 async fn a_live_session_loses_clear_access_when_its_unmask_grant_is_revoked() {
     let t = Scratch::new("jitrev", RULES_SETUP).await;
     let gw = jit_gateway();
