@@ -18,55 +18,133 @@ pub struct TableColumns {
     /// `schema.table`, as the classifier names tables.
     pub table: String,
     pub columns: HashMap<i16, String>,
+    /// A view or materialized view: its columns are whatever its definition computes, so a
+    /// masking rule on a base column must be followed through it (`crate::views`).
+    pub is_view: bool,
 }
+
+/// A relation found by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relation {
+    pub oid: u32,
+    pub is_view: bool,
+}
+
+type Cached<K, V> = Mutex<HashMap<K, (Instant, V)>>;
 
 pub struct Catalog {
     upstream: UpstreamConfig,
-    cache: Mutex<HashMap<u32, (Instant, Arc<TableColumns>)>>,
+    tables: Cached<u32, Arc<TableColumns>>,
+    names: Cached<String, Option<Relation>>,
+    definitions: Cached<u32, Arc<str>>,
     conn: tokio::sync::Mutex<Option<UpstreamConnection>>,
+}
+
+fn cached<K: std::hash::Hash + Eq, V: Clone>(cache: &Cached<K, V>, key: &K) -> Option<V> {
+    cache.lock().unwrap().get(key).filter(|(at, _)| at.elapsed() < TTL).map(|(_, v)| v.clone())
 }
 
 impl Catalog {
     pub fn new(upstream: UpstreamConfig) -> Arc<Self> {
-        Arc::new(Catalog { upstream, cache: Mutex::new(HashMap::new()), conn: tokio::sync::Mutex::new(None) })
+        Arc::new(Catalog { upstream, tables: Mutex::default(), names: Mutex::default(), definitions: Mutex::default(), conn: tokio::sync::Mutex::new(None) })
     }
 
     /// The table with this OID, or an error when the catalog cannot be read (the caller
     /// must then fail closed).
     pub async fn table(&self, oid: u32) -> Result<Arc<TableColumns>, String> {
-        if let Some((at, t)) = self.cache.lock().unwrap().get(&oid) {
-            if at.elapsed() < TTL {
-                return Ok(t.clone());
+        if let Some(t) = cached(&self.tables, &oid) {
+            return Ok(t);
+        }
+        // The OID is an integer we format ourselves: no injection surface.
+        let rows = self
+            .rows(&format!(
+                "SELECT n.nspname, c.relname, a.attnum::text, a.attname, c.relkind::text FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+                 WHERE c.oid = {oid} AND a.attnum > 0 AND NOT a.attisdropped"
+            ))
+            .await?;
+        let mut table = None;
+        let mut columns = HashMap::new();
+        let mut is_view = false;
+        for row in rows {
+            if let [Some(schema), Some(rel), Some(num), Some(name), Some(kind)] = &row[..] {
+                table = Some(format!("{schema}.{rel}"));
+                is_view = kind == "v" || kind == "m";
+                if let Ok(n) = num.parse::<i16>() {
+                    columns.insert(n, name.clone());
+                }
             }
         }
+        let t = Arc::new(TableColumns { table: table.ok_or_else(|| format!("no relation with OID {oid}"))?, columns, is_view });
+        self.tables.lock().unwrap().insert(oid, (Instant::now(), t.clone()));
+        Ok(t)
+    }
+
+    /// The relation a classifier name (`schema.table`, lower-cased unless quoted) denotes,
+    /// if any.
+    pub async fn relation(&self, name: &str) -> Result<Option<Relation>, String> {
+        if let Some(r) = cached(&self.names, &name.to_string()) {
+            return Ok(r);
+        }
+        let (schema, rel) = name.split_once('.').unwrap_or(("public", name));
+        let rows = self
+            .rows(&format!(
+                "SELECT c.oid::text, c.relkind::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = {} AND c.relname = {}",
+                literal(schema)?,
+                literal(rel)?
+            ))
+            .await?;
+        let r = rows.first().and_then(|row| match &row[..] {
+            [Some(oid), Some(kind)] => Some(Relation { oid: oid.parse().ok()?, is_view: kind == "v" || kind == "m" }),
+            _ => None,
+        });
+        self.names.lock().unwrap().insert(name.to_string(), (Instant::now(), r));
+        Ok(r)
+    }
+
+    /// A view's definition as PostgreSQL prints it: a SELECT whose output columns are listed
+    /// one by one (stars are expanded at CREATE VIEW), in attribute order.
+    pub async fn view_definition(&self, oid: u32) -> Result<Arc<str>, String> {
+        if let Some(d) = cached(&self.definitions, &oid) {
+            return Ok(d);
+        }
+        let rows = self.rows(&format!("SELECT pg_catalog.pg_get_viewdef({oid}::pg_catalog.oid)")).await?;
+        let d: Arc<str> = rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()).ok_or_else(|| format!("no view definition for OID {oid}"))?.into();
+        self.definitions.lock().unwrap().insert(oid, (Instant::now(), d.clone()));
+        Ok(d)
+    }
+
+    async fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             *guard = Some(upstream::connect(&self.upstream, &[]).await.map_err(|e| e.to_string())?);
         }
-        let result = query_table(guard.as_mut().expect("connected above"), oid).await;
+        let result = query_rows(guard.as_mut().expect("connected above"), sql).await;
         if result.is_err() {
             // The connection may be in any state after an error: start afresh next time.
             *guard = None;
         }
-        let t = Arc::new(result?);
-        self.cache.lock().unwrap().insert(oid, (Instant::now(), t.clone()));
-        Ok(t)
+        result
     }
 }
 
-async fn query_table(conn: &mut UpstreamConnection, oid: u32) -> Result<TableColumns, String> {
-    // The OID is an integer we format ourselves: no injection surface.
-    let sql = format!(
-        "SELECT n.nspname, c.relname, a.attnum::text, a.attname FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
-         WHERE c.oid = {oid} AND a.attnum > 0 AND NOT a.attisdropped"
-    );
+/// A string literal for the catalog connection (standard_conforming_strings is on by
+/// default since PostgreSQL 9.1; a name with a backslash or NUL is refused rather than
+/// trusted to that setting).
+fn literal(s: &str) -> Result<String, String> {
+    if s.contains(['\\', '\0']) {
+        return Err(format!("relation name {s:?} cannot be looked up safely"));
+    }
+    Ok(format!("'{}'", s.replace('\'', "''")))
+}
+
+async fn query_rows(conn: &mut UpstreamConnection, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
     let mut out = BytesMut::new();
-    frontend::query(&sql).encode(&mut out);
+    frontend::query(sql).encode(&mut out);
     conn.stream.write_all(&out).await.map_err(|e| e.to_string())?;
-    let mut table = None;
-    let mut columns = HashMap::new();
+    let mut rows = Vec::new();
     let mut error = None;
     loop {
         let frame = loop {
@@ -78,24 +156,16 @@ async fn query_table(conn: &mut UpstreamConnection, oid: u32) -> Result<TableCol
             }
         };
         match frame.tag {
-            b'D' => {
-                let values = data_row_text(&frame.body).ok_or("malformed catalog row")?;
-                if let [Some(schema), Some(rel), Some(num), Some(name)] = &values[..] {
-                    table = Some(format!("{schema}.{rel}"));
-                    if let Ok(n) = num.parse::<i16>() {
-                        columns.insert(n, name.clone());
-                    }
-                }
-            }
+            b'D' => rows.push(data_row_text(&frame.body).ok_or("malformed catalog row")?),
             b'E' => error = Some(ErrorFields::decode(&frame.body).message),
             b'Z' => break,
             _ => {}
         }
     }
-    if let Some(e) = error {
-        return Err(e);
+    match error {
+        Some(e) => Err(e),
+        None => Ok(rows),
     }
-    Ok(TableColumns { table: table.ok_or_else(|| format!("no relation with OID {oid}"))?, columns })
 }
 
 fn data_row_text(body: &bytes::Bytes) -> Option<Vec<Option<String>>> {

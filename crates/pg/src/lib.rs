@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod codec;
 pub mod gate;
 pub mod masking;
+pub mod views;
 pub mod server;
 pub mod session;
 pub mod startup;

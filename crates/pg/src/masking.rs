@@ -5,6 +5,7 @@
 use crate::catalog::{encode_row_description, parse_row_description, Catalog};
 use bytes::Bytes;
 use std::sync::Arc;
+use crate::views::{view_masking, view_misuse, ViewMasking};
 use warden_mask::{ColumnPlan, Format, MaskCounts, Masker};
 
 pub struct ResultMasking {
@@ -34,7 +35,16 @@ impl ResultMasking {
             let origin = if f.table_oid != 0 && f.attnum > 0 {
                 let table = self.catalog.table(f.table_oid).await.map_err(|e| format!("cannot read the catalog to mask results: {e}"))?;
                 let column = table.columns.get(&f.attnum).cloned().unwrap_or_else(|| f.name.clone());
-                Some((table.table.clone(), column))
+                if table.is_view {
+                    match view_masking(&self.masker, &self.catalog, f.table_oid, 0).await.map_err(|e| format!("cannot read the catalog to mask results: {e}"))? {
+                        // Statements reading such a view are refused before they run; one
+                        // that got here raced a change of the view.
+                        ViewMasking::Opaque(what) => return Err(format!("view {} derives from masked column {what}", table.table)),
+                        ViewMasking::Follows(map) => Some(map.get(&column).cloned().unwrap_or((table.table.clone(), column))),
+                    }
+                } else {
+                    Some((table.table.clone(), column))
+                }
             } else {
                 None
             };
@@ -52,6 +62,12 @@ impl ResultMasking {
         }
         let passthrough = plans.iter().all(ColumnPlan::is_passthrough);
         Ok(RowPlan { plans, description: changed.then(|| encode_row_description(&fields)), passthrough })
+    }
+
+    /// Why this statement may not run with masked results because of the views it reads
+    /// (see `crate::views`), if it may not. A catalog that cannot be read is a refusal too.
+    pub async fn view_misuse(&self, sql: &str, tables: &[String]) -> Option<String> {
+        view_misuse(&self.masker, &self.catalog, sql, tables).await.unwrap_or_else(|e| Some(format!("the views this statement reads cannot be checked for masked columns ({e})")))
     }
 
     /// The DataRow body to forward (None: unchanged) and what was masked.

@@ -102,9 +102,9 @@ pub async fn run<G: Gatekeeper>(gate: Arc<G>, grant: Arc<SessionGrant>, client: 
     let (client_rd, client_wr) = tokio::io::split(client);
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
     let (tx, rx) = mpsc::unbounded_channel();
-    let masking = gate.masker(&grant).map(|masker| ResultMasking { masker, catalog });
+    let masking = gate.masker(&grant).map(|masker| Arc::new(ResultMasking { masker, catalog }));
     let recorder = gate.recorder(&grant);
-    let mut frontend = Frontend { gate: gate.clone(), grant: grant.clone(), tx, statements: HashMap::new(), portals: HashMap::new(), described: HashSet::new(), cache: HashMap::new(), limits, masking: masking.is_some(), recorder: recorder.clone() };
+    let mut frontend = Frontend { gate: gate.clone(), grant: grant.clone(), tx, statements: HashMap::new(), portals: HashMap::new(), described: HashSet::new(), cache: HashMap::new(), limits, masking: masking.clone(), recorder: recorder.clone() };
     let mut backend = Backend { gate, grant, rx, pending: VecDeque::new(), out: BytesMut::with_capacity(FLUSH_AT), limits, masking, query_plan: None, portal_plans: HashMap::new(), masked: MaskCounts::default(), recorder };
     let mut front_task = tokio::spawn(async move { frontend.run(client_rd, client_buf, upstream_wr).await });
     tokio::select! {
@@ -124,7 +124,8 @@ struct Frontend<G: Gatekeeper> {
     /// Portals whose result columns the backend loop knows (described since their Bind).
     described: HashSet<String>,
     /// Whether results are masked, so every Execute needs its columns described.
-    masking: bool,
+    /// Set when results are masked: statements are also checked against the views they read.
+    masking: Option<Arc<ResultMasking>>,
     /// `full` session recording (bind values; admission while the recorder is behind).
     recorder: Option<Arc<dyn SessionRecorder>>,
 }
@@ -196,6 +197,28 @@ impl<G: Gatekeeper> Frontend<G> {
         }
     }
 
+    /// On a masked session, a command that may run is refused when a view it reads carries
+    /// a masked column in a way the masker cannot follow (`crate::views`). Not cached with
+    /// the verdict: a view can be redefined without the policy epoch moving.
+    async fn refuse_unfollowable_views(&self, cmd: Arc<Command>) -> Arc<Command> {
+        let (Some(masking), Some(c)) = (&self.masking, &cmd.verdict.classification) else {
+            return cmd;
+        };
+        if cmd.verdict.decision.effect == Effect::Deny {
+            return cmd;
+        }
+        let Some(misuse) = masking.view_misuse(&cmd.sql, &c.tables()).await else {
+            return cmd;
+        };
+        let id = &self.grant.identity;
+        let node = id.node.as_deref().unwrap_or("-");
+        let decision = warden_core::Decision::deny_without_policy(format!(
+            "warden: {misuse} (agent \"{}\" node \"{node}\"). Request access with: warden grant request --agent {} --node {node} --target {} --action unmask --for 15m --reason \"...\"",
+            id.agent, id.agent, id.target
+        ));
+        Arc::new(Command { sql: cmd.sql.clone(), verdict: Arc::new(Verdict { classification: cmd.verdict.classification.clone(), decision }), epoch: cmd.epoch })
+    }
+
     /// Whether a command may run now: Ok with the approval it used (if it was held), or the
     /// error the client gets instead. Denials are audited here.
     async fn admit(&mut self, cmd: &Arc<Command>, params_digest: Option<&str>) -> Result<Option<String>, Arc<ErrorFields>> {
@@ -238,6 +261,7 @@ impl<G: Gatekeeper> Frontend<G> {
         match msg {
             FrontendMessage::Query { sql } => {
                 let cmd = self.command(&sql);
+                let cmd = self.refuse_unfollowable_views(cmd).await;
                 match self.admit(&cmd, None).await {
                     Ok(approval_id) => {
                         self.expect(Expect::Query { command: Some(cmd), approval_id, denied: None, started: now, index: 0 });
@@ -251,6 +275,7 @@ impl<G: Gatekeeper> Frontend<G> {
             }
             FrontendMessage::Parse { statement, sql, .. } => {
                 let cmd = self.command(&sql);
+                let cmd = self.refuse_unfollowable_views(cmd).await;
                 // A held command parses and binds freely: nothing runs before Execute, where
                 // the approval binds the parameters too.
                 if cmd.verdict.decision.effect != Effect::Deny {
@@ -305,7 +330,7 @@ impl<G: Gatekeeper> Frontend<G> {
                     let cmd = self.current(&cmd);
                     match self.admit(&cmd, Some(&digest)).await {
                         Ok(approval_id) => {
-                            if self.masking && self.described.insert(portal.clone()) {
+                            if self.masking.is_some() && self.described.insert(portal.clone()) {
                                 // The client did not ask for the result's columns; the masker
                                 // must know them before the first row.
                                 self.expect(Expect::Describe { denied: None, portal: Some(portal.clone()), internal: true });
@@ -386,7 +411,7 @@ struct Backend<G: Gatekeeper> {
     pending: VecDeque<Expect>,
     out: BytesMut,
     limits: SessionLimits,
-    masking: Option<ResultMasking>,
+    masking: Option<Arc<ResultMasking>>,
     /// The plan of the simple-protocol result being streamed.
     query_plan: Option<Arc<RowPlan>>,
     /// Plans of portals, from their Describe (the client's or the gateway's own).

@@ -59,6 +59,7 @@ fn plain_column_is_direct() {
             tables: vec![CUSTOMERS.into()],
             column: Some("card_number".into()),
             direct_output: true,
+            output: Some(0),
             via_derived: false,
         }]
     );
@@ -73,6 +74,7 @@ fn aliased_qualified_column_is_direct_on_the_aliased_table() {
             tables: vec![CUSTOMERS.into()],
             column: Some("card_number".into()),
             direct_output: true,
+            output: Some(0),
             via_derived: false,
         }]
     );
@@ -91,6 +93,18 @@ fn aliased_qualified_column_is_direct_on_the_aliased_table() {
 }
 
 #[test]
+fn direct_outputs_carry_their_target_list_position() {
+    let u = uses("SELECT id, c.card_number AS cn, reverse(card_number) AS r FROM customers c");
+    let direct: Vec<(Option<&str>, Option<usize>)> = u
+        .iter()
+        .filter(|c| c.direct_output)
+        .map(|c| (c.column.as_deref(), c.output))
+        .collect();
+    assert_eq!(direct, [(Some("id"), Some(0)), (Some("card_number"), Some(1))], "{u:?}");
+    assert!(u.iter().filter(|c| !c.direct_output).all(|c| c.output.is_none()), "{u:?}");
+}
+
+#[test]
 fn star_is_direct_and_star_over_several_tables_names_each() {
     let u = uses("SELECT * FROM customers");
     assert_eq!(
@@ -99,6 +113,7 @@ fn star_is_direct_and_star_over_several_tables_names_each() {
             tables: vec![CUSTOMERS.into()],
             column: None,
             direct_output: true,
+            output: Some(0),
             via_derived: false,
         }]
     );

@@ -37,7 +37,7 @@
 //!   columns written (INSERT/UPDATE targets, `COPY FROM` column lists) are not reported as
 //!   uses, but every expression that reads a column is.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use pg_query::protobuf::{self, Node};
 use pg_query::NodeEnum;
@@ -68,6 +68,11 @@ pub struct ColumnUse {
     /// whole-row references. When it is true together with `via_derived`, the value comes
     /// from a derived relation whose own uses are reported (never direct) separately.
     pub direct_output: bool,
+    /// For a direct output: its position in the top-level target list (0-based), which is
+    /// the result column it becomes when the target list has no star before it. A view's
+    /// definition as `pg_get_viewdef` prints it has none, so this maps a view column to its
+    /// source. `None` for every use that is not direct.
+    pub output: Option<usize>,
     /// The reference goes through a subquery, CTE, function or other derived relation (or a
     /// qualifier that could not be resolved), so the underlying table is not known here.
     pub via_derived: bool,
@@ -138,8 +143,11 @@ struct Walker {
     ctes: Vec<Vec<String>>,
     /// WITH clauses already walked with their scoping, by address.
     handled: HashSet<usize>,
-    /// Column references that are direct output columns of the top-level SELECT.
-    direct: HashSet<usize>,
+    /// Column references that are direct output columns of the top-level SELECT, with
+    /// their target-list positions.
+    direct: HashMap<usize, usize>,
+    /// The position of the direct output column being resolved.
+    output: Option<usize>,
     /// Address of the current statement's top-level SelectStmt (0 if it is not a SELECT).
     root: usize,
     depth: usize,
@@ -395,6 +403,7 @@ impl Walker {
             tables,
             column: column.map(str::to_string),
             direct_output: direct,
+            output: if direct { self.output } else { None },
             via_derived,
         });
     }
@@ -430,7 +439,8 @@ impl Walker {
     }
 
     fn column_ref(&mut self, c: &protobuf::ColumnRef) {
-        let direct = self.direct.contains(&addr(c));
+        self.output = self.direct.get(&addr(c)).copied();
+        let direct = self.output.is_some();
         let mut parts: Vec<&str> = Vec::with_capacity(c.fields.len());
         let mut star = false;
         for (i, f) in c.fields.iter().enumerate() {
@@ -497,6 +507,7 @@ impl Walker {
                 tables: tables.clone(),
                 column,
                 direct_output: false,
+                output: None,
                 via_derived: true,
             });
         }
@@ -588,12 +599,12 @@ impl Visit for Walker {
                     ..Entry::default()
                 });
             } else if addr(s) == w.root && s.into_clause.is_none() {
-                for t in &s.target_list {
+                for (i, t) in s.target_list.iter().enumerate() {
                     if let Some(NodeEnum::ResTarget(r)) = &t.node {
                         if let Some(NodeEnum::ColumnRef(c)) =
                             r.val.as_ref().and_then(|v| v.node.as_ref())
                         {
-                            w.direct.insert(addr::<protobuf::ColumnRef>(c));
+                            w.direct.insert(addr::<protobuf::ColumnRef>(c), i);
                         }
                     }
                 }
