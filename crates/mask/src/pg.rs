@@ -218,7 +218,14 @@ impl Masker {
     /// [`Masker::column_plan`]. NULLs carry no data and stay NULL.
     pub fn mask_pg_value<'a>(&self, plan: &ColumnPlan, value: &'a [u8]) -> MaskedValue<'a> {
         let mut counts = MaskCounts::default();
-        let bytes = match plan.action {
+        let bytes = self.mask_pg_value_counting(plan, value, &mut counts);
+        MaskedValue { bytes, counts }
+    }
+
+    /// [`Masker::mask_pg_value`] adding to `counts`: a row's values share one tally rather
+    /// than merging one per value.
+    fn mask_pg_value_counting<'a>(&self, plan: &ColumnPlan, value: &'a [u8], counts: &mut MaskCounts) -> Cow<'a, [u8]> {
+        match plan.action {
             Action::Pass => Cow::Borrowed(value),
             Action::Unchecked => {
                 counts.bump_slot(UNCHECKED);
@@ -228,11 +235,8 @@ impl Masker {
                 counts.bump_slot(COLUMN_RULE);
                 Cow::Owned(self.rule_value(plan, m, value))
             }
-            Action::Detect { high_entropy } => {
-                self.detect_value(plan, value, high_entropy, &mut counts)
-            }
-        };
-        MaskedValue { bytes, counts }
+            Action::Detect { high_entropy } => self.detect_value(plan, value, high_entropy, counts),
+        }
     }
 
     fn detect_value<'a>(
@@ -255,10 +259,12 @@ impl Masker {
                 // replacement that maps letters and digits one to one.
                 let force = (plan.class == Class::Other).then_some(MaskMethod::FormatPreserving);
                 let (out, c) = self.mask_text(s, he, force);
-                *counts = c;
                 match out {
                     Cow::Borrowed(_) => Cow::Borrowed(value),
-                    Cow::Owned(o) => Cow::Owned(o.into_bytes()),
+                    Cow::Owned(o) => {
+                        counts.merge(&c);
+                        Cow::Owned(o.into_bytes())
+                    }
                 }
             }
             Class::Json | Class::Jsonb => {
@@ -270,7 +276,7 @@ impl Masker {
                 let Cow::Owned(o) = out else {
                     return Cow::Borrowed(value);
                 };
-                *counts = c;
+                counts.merge(&c);
                 let was_json = is_json(s);
                 let ok = |t: &str| !was_json || is_json(t);
                 let text = if ok(&o) {
@@ -778,11 +784,10 @@ impl Masker {
                 Some(v)
             };
             let masked = match value {
-                Some(v) if !plan.is_passthrough() => {
-                    let mv = self.mask_pg_value(plan, v);
-                    counts.merge(&mv.counts);
-                    mv.is_changed().then_some(mv.bytes)
-                }
+                Some(v) if !plan.is_passthrough() => match self.mask_pg_value_counting(plan, v, &mut counts) {
+                    Cow::Owned(m) => Some(m),
+                    Cow::Borrowed(_) => None,
+                },
                 _ => None,
             };
             match (&mut out, masked) {

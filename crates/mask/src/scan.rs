@@ -948,7 +948,19 @@ fn ipv4_at(b: &[u8], p: usize) -> Option<usize> {
 
 fn ipv6_at(b: &[u8], s: usize) -> Option<usize> {
     let mut x = s;
+    // A group has at most four hex digits (the dotted IPv4 tail at most three digits a
+    // part): a longer run ends the candidate at once, so hex digests and ids cost a few
+    // bytes, not a 45-byte walk.
+    let mut group = 0;
     while x < b.len() && x - s <= 45 && (b[x].is_ascii_hexdigit() || b[x] == b':' || b[x] == b'.') {
+        if b[x] == b':' || b[x] == b'.' {
+            group = 0;
+        } else {
+            group += 1;
+            if group > 4 {
+                return None;
+            }
+        }
         x += 1;
     }
     if x - s > 45 || is_word(at(b, x)) {
