@@ -16,6 +16,9 @@
 //! kind = "llm"
 //! upstream = "http://127.0.0.1:9001"
 //! auth = { header = "x-api-key", value_env = "OPENAI_KEY" }
+//! # or a client-credentials grant: Warden fetches and renews the bearer token
+//! # auth = { oauth_token_url = "https://idp/oauth/token", oauth_client_id = "warden",
+//! #         oauth_client_secret_env = "SHOP_SECRET", oauth_scope = "tools" }
 //! budgets = { per_agent_usd = 5.0, per_run_tokens = 200000, window = "1d" }
 //! [http.targets.models."gpt-4o-mini"]
 //! input_usd_per_mtok = 0.15
@@ -176,6 +179,22 @@ pub struct UpstreamAuth {
     pub basic_user: Option<String>,
     pub basic_password_env: Option<String>,
     pub basic_password_file: Option<PathBuf>,
+    /// OAuth 2.0 client credentials: Warden fetches (and renews) a bearer token from this
+    /// endpoint with `oauth_client_id` and the secret from `oauth_client_secret_env|_file`.
+    pub oauth_token_url: Option<String>,
+    pub oauth_client_id: Option<String>,
+    pub oauth_client_secret_env: Option<String>,
+    pub oauth_client_secret_file: Option<PathBuf>,
+    pub oauth_scope: Option<String>,
+    pub oauth_audience: Option<String>,
+}
+
+/// A resolved upstream credential.
+pub enum Credential {
+    /// A header with a fixed value (bearer, API key, basic).
+    Header(http::HeaderName, Secret),
+    /// Bearer tokens from a client-credentials grant.
+    ClientCredentials(crate::oauth::ClientCredentials),
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -342,8 +361,21 @@ impl UpstreamAuth {
         let value = self.value_env.is_some() as u8 + self.value_file.is_some() as u8;
         let basic = self.basic_user.is_some() as u8;
         let basic_pw = self.basic_password_env.is_some() as u8 + self.basic_password_file.is_some() as u8;
-        if bearer + header + basic != 1 || bearer > 1 {
-            return Err("set exactly one of bearer_env, bearer_file, header (+ value_env|value_file), basic_user (+ basic_password_env|basic_password_file)".into());
+        let oauth = self.oauth_token_url.is_some() as u8;
+        let oauth_secret = self.oauth_client_secret_env.is_some() as u8 + self.oauth_client_secret_file.is_some() as u8;
+        if bearer + header + basic + oauth != 1 || bearer > 1 {
+            return Err("set exactly one of bearer_env, bearer_file, header (+ value_env|value_file), basic_user (+ basic_password_env|basic_password_file), oauth_token_url (+ oauth_client_id, oauth_client_secret_env|oauth_client_secret_file)".into());
+        }
+        if oauth == 1 {
+            let url = self.oauth_token_url.as_deref().unwrap_or("");
+            if !(url.starts_with("https://") || url.starts_with("http://")) || url.parse::<http::Uri>().is_err() {
+                return Err(format!("oauth_token_url: {url:?} is not an http(s) URL"));
+            }
+            if self.oauth_client_id.as_deref().is_none_or(str::is_empty) || oauth_secret != 1 {
+                return Err("oauth_token_url needs oauth_client_id and exactly one of oauth_client_secret_env, oauth_client_secret_file".into());
+            }
+        } else if self.oauth_client_id.is_some() || oauth_secret != 0 || self.oauth_scope.is_some() || self.oauth_audience.is_some() {
+            return Err("oauth_client_id, oauth_client_secret_*, oauth_scope and oauth_audience need oauth_token_url".into());
         }
         if header == 1 {
             if value != 1 {
@@ -369,13 +401,27 @@ impl UpstreamAuth {
     }
 
     /// The header to inject, read from env or file now. Errors name the key, never the value.
-    pub fn resolve(&self, target: &str, base_dir: &Path) -> Result<(http::HeaderName, Secret), ConfigError> {
+    pub fn resolve(&self, target: &str, base_dir: &Path) -> Result<Credential, ConfigError> {
         let key = |k: &str| format!("http target {target:?}: auth.{k}");
         let read_env = |k: &str, var: &str| std::env::var(var).map_err(|_| bad(format!("{}: environment variable {var} is not set", key(k))));
         let read_file = |k: &str, p: &Path| {
             let p = if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
             std::fs::read_to_string(&p).map(|v| v.trim_end_matches(['\n', '\r']).to_string()).map_err(|_| bad(format!("{}: cannot read {}", key(k), p.display())))
         };
+        if let Some(url) = &self.oauth_token_url {
+            let secret = match (&self.oauth_client_secret_env, &self.oauth_client_secret_file) {
+                (Some(v), _) => read_env("oauth_client_secret_env", v)?,
+                (_, Some(p)) => read_file("oauth_client_secret_file", p)?,
+                _ => unreachable!("validated"),
+            };
+            return Ok(Credential::ClientCredentials(crate::oauth::ClientCredentials {
+                token_url: url.clone(),
+                client_id: self.oauth_client_id.clone().unwrap_or_default(),
+                client_secret: Secret::new(secret),
+                scope: self.oauth_scope.clone(),
+                audience: self.oauth_audience.clone(),
+            }));
+        }
         let (name, value) = if let Some(v) = &self.bearer_env {
             ("authorization".to_string(), format!("Bearer {}", read_env("bearer_env", v)?))
         } else if let Some(p) = &self.bearer_file {
@@ -400,7 +446,7 @@ impl UpstreamAuth {
         if http::HeaderValue::from_str(&value).is_err() {
             return Err(bad(format!("{}: the credential is not a valid header value", key("*"))));
         }
-        Ok((http::HeaderName::from_bytes(name.as_bytes()).expect("validated"), Secret::new(value)))
+        Ok(Credential::Header(http::HeaderName::from_bytes(name.as_bytes()).expect("validated"), Secret::new(value)))
     }
 }
 
@@ -442,6 +488,17 @@ mod tests {
         assert!(e.starts_with("http.targets[0].upstream"), "{e}");
         let e = parse("[[targets]]\nname='a'\nkind='http'\nupstream='http://x'\nauth={bearer_env='A', header='x'}").unwrap_err();
         assert!(e.starts_with("http.targets[0].auth"), "{e}");
+        for auth in [
+            "{oauth_token_url='ftp://idp/token', oauth_client_id='c', oauth_client_secret_env='S'}",
+            "{oauth_token_url='https://idp/token', oauth_client_secret_env='S'}",
+            "{oauth_token_url='https://idp/token', oauth_client_id='c'}",
+            "{oauth_token_url='https://idp/token', oauth_client_id='c', oauth_client_secret_env='S', bearer_env='B'}",
+            "{bearer_env='B', oauth_scope='x'}",
+        ] {
+            let e = parse(&format!("[[targets]]\nname='a'\nkind='mcp'\nupstream='http://x'\nauth={auth}")).unwrap_err();
+            assert!(e.starts_with("http.targets[0].auth") && e.contains("oauth"), "{auth}: {e}");
+        }
+        parse("[[targets]]\nname='a'\nkind='mcp'\nupstream='http://x'\nauth={oauth_token_url='https://idp/token', oauth_client_id='c', oauth_client_secret_file='s.txt', oauth_scope='tools'}").unwrap();
         let e = parse("[[targets]]\nname='a'\nkind='http'\nupstream='http://x'\nbogus=1").unwrap_err();
         assert!(e.contains("bogus"), "{e}");
         let e = parse("[limits]\nmax_header_bytes=10").unwrap_err();

@@ -18,6 +18,7 @@ pub mod jsonmask;
 pub mod llm;
 pub mod normalize;
 mod grants;
+pub mod oauth;
 mod proxy;
 mod revocation;
 pub mod sniff;

@@ -362,9 +362,6 @@ impl HttpGateway {
         }
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         headers.insert(header::HOST, target.host.clone());
-        if let Some((name, value)) = &target.credential {
-            headers.insert(name.clone(), value.clone());
-        }
         if method == Method::POST {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         }
@@ -384,9 +381,15 @@ impl HttpGateway {
             _ => serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v.get("id").cloned()).unwrap_or(serde_json::Value::Null),
         };
         let is_call = call.method == "tools/call";
-        let Some(up) = self.mcp_upstream(target, agent_headers, method, rest, query, body) else {
+        let Some(mut up) = self.mcp_upstream(target, agent_headers, method, rest, query, body) else {
             return rpc_error(400, &id, codes::INVALID_REQUEST, "warden: the request cannot be expressed upstream", None);
         };
+        if let Err(msg) = target.add_credential(up.headers_mut()).await {
+            if is_call {
+                self.mcp_call_event(call, "allow", |ev| ev.error = Some("upstream_credential".into())).await;
+            }
+            return rpc_error(502, &id, codes::UPSTREAM, &msg, None);
+        }
         let fail = |gw: &Arc<Self>, msg: String, err: &'static str| {
             let gw = gw.clone();
             let id = id.clone();
@@ -426,6 +429,9 @@ impl HttpGateway {
         };
         strip_hop_by_hop(&mut parts.headers);
         let status = parts.status.as_u16();
+        if status == 401 {
+            target.credential_refused().await;
+        }
         let encoded = parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
         let mime = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         let mut tally = Tally::default();
@@ -634,7 +640,10 @@ impl HttpGateway {
             if let Some(c) = &cursor {
                 req["params"] = json!({ "cursor": c });
             }
-            let Some(up) = self.mcp_upstream(&call.target, agent_headers, Method::POST, rest, None, Bytes::from(req.to_string())) else { return };
+            let Some(mut up) = self.mcp_upstream(&call.target, agent_headers, Method::POST, rest, None, Bytes::from(req.to_string())) else { return };
+            if call.target.add_credential(up.headers_mut()).await.is_err() {
+                return;
+            }
             let read = async {
                 let resp = self.client.request(up).await.ok()?;
                 let (parts, body) = resp.into_parts();

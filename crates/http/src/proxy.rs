@@ -71,7 +71,7 @@ struct Target {
     authority: String,
     host: HeaderValue,
     base_path: String,
-    credential: Option<(HeaderName, HeaderValue)>,
+    credential: Option<UpstreamCredential>,
     case_insensitive: bool,
     mask: bool,
     fields: Vec<FieldRule>,
@@ -82,6 +82,37 @@ struct Target {
     timeout: Duration,
     /// MCP: tool -> the argument that carries SQL.
     pub(crate) sql_arguments: BTreeMap<String, String>,
+}
+
+/// What Warden sends upstream as the target's credential.
+enum UpstreamCredential {
+    Header(HeaderName, HeaderValue),
+    OAuth(Arc<crate::oauth::TokenSource>),
+}
+
+impl Target {
+    /// Adds the target's credential to an upstream request (an OAuth token may be fetched
+    /// first). An error means the request must not be sent.
+    pub(crate) async fn add_credential(&self, headers: &mut HeaderMap) -> Result<(), String> {
+        match &self.credential {
+            None => {}
+            Some(UpstreamCredential::Header(name, value)) => {
+                headers.insert(name.clone(), value.clone());
+            }
+            Some(UpstreamCredential::OAuth(source)) => {
+                let value = source.authorization().await.map_err(|e| format!("warden: no credential for the upstream of target {:?}: {e}", self.name))?;
+                headers.insert(header::AUTHORIZATION, value);
+            }
+        }
+        Ok(())
+    }
+
+    /// The upstream answered 401: a cached OAuth token is dropped.
+    pub(crate) async fn credential_refused(&self) {
+        if let Some(UpstreamCredential::OAuth(source)) = &self.credential {
+            source.invalidate().await;
+        }
+    }
 }
 
 pub struct HttpGateway {
@@ -156,12 +187,16 @@ impl HttpGateway {
         for (index, t) in cfg.targets.iter().enumerate() {
             let (authority, base_path) = parse_upstream(&t.upstream).map_err(|e| crate::config::ConfigError(format!("http.targets[{index}].upstream: {e}")))?;
             let credential = match &t.auth {
-                Some(a) => {
-                    let (name, secret) = a.resolve(&t.name, base_dir)?;
-                    let mut v = HeaderValue::from_str(secret.expose()).map_err(|_| crate::config::ConfigError(format!("http.targets[{index}].auth: not a header value")))?;
-                    v.set_sensitive(true);
-                    Some((name, v))
-                }
+                Some(a) => Some(match a.resolve(&t.name, base_dir)? {
+                    crate::config::Credential::Header(name, secret) => {
+                        let mut v = HeaderValue::from_str(secret.expose()).map_err(|_| crate::config::ConfigError(format!("http.targets[{index}].auth: not a header value")))?;
+                        v.set_sensitive(true);
+                        UpstreamCredential::Header(name, v)
+                    }
+                    crate::config::Credential::ClientCredentials(grant) => UpstreamCredential::OAuth(Arc::new(
+                        crate::oauth::TokenSource::new(grant, t.timeout).map_err(|e| crate::config::ConfigError(format!("http.targets[{index}].auth: {e}")))?,
+                    )),
+                }),
                 None => None,
             };
             targets.insert(
@@ -475,8 +510,10 @@ impl HttpGateway {
             headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
         headers.insert(header::HOST, target.host.clone());
-        if let Some((name, value)) = &target.credential {
-            headers.insert(name.clone(), value.clone());
+        if let Err(msg) = target.add_credential(&mut headers).await {
+            drop(reservation);
+            self.audit(&call, "allow", |ev| ev.error = Some("upstream_credential".into())).await;
+            return error(502, "upstream_credential", &msg);
         }
         if !forward_body.is_empty() || !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS | Method::DELETE) {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(forward_body.len()));
@@ -498,7 +535,12 @@ impl HttpGateway {
             }
         };
         let resp = match sent {
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => {
+                if r.status() == http::StatusCode::UNAUTHORIZED {
+                    target.credential_refused().await;
+                }
+                r
+            }
             Ok(Err(e)) => {
                 tracing::warn!(target = %target.name, error = %e, "upstream request failed");
                 drop(reservation);

@@ -238,15 +238,20 @@ async fn start_jsonrpc_upstream() -> u16 {
 }
 
 async fn rpc(port: u16, token: &str, method: &str, params: Value) -> (u16, Value) {
+    let (status, text) = rpc_raw(port, token, method, params).await;
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+}
+
+/// A JSON-RPC request as node `billing`; the answer's status and body as they came.
+async fn rpc_raw(port: u16, token: &str, method: &str, params: Value) -> (u16, String) {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
     let auth = format!("Bearer {token}");
-    let (status, text) = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let h = [("Authorization", auth.as_str()), ("content-type", "application/json"), ("accept", "application/json, text/event-stream"), ("x-warden-node", "billing")];
         http_request(port, "POST", "/shop/mcp", &h, Some(&body))
     })
     .await
-    .unwrap();
-    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+    .unwrap()
 }
 
 /// Issues 11 and 15 on the MCP path: a tool call needs an approved graph version whose
@@ -353,6 +358,109 @@ permit(principal, action == Warden::Action::"mcp_tool_call", resource == Warden:
     assert!(v["result"].is_null(), "a non-string SQL argument is not read-only: {v}");
     let audit = gw.admin(&["audit", "search", "--json", "--limit", "1000"]);
     assert!(!audit.contains("DELETE FROM customers"), "arguments appear as digests only");
+}
+
+/// Issue 14: the upstream credential can be an OAuth client-credentials token. Warden
+/// fetches it with its client secret (HTTP Basic), caches it across calls, fetches a fresh
+/// one after the upstream answers 401, and refuses the call (never forwards it bare) when
+/// the token endpoint is down. The secret and the tokens never reach the agent, the audit or
+/// the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mcp_upstream_credentials_come_from_an_oauth_client_credentials_grant() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    const SECRET: &str = "cc-secret-5f1e2d9a";
+    let issued = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(std::sync::Mutex::new(String::new()));
+    let token_app = {
+        let issued = issued.clone();
+        axum::Router::new().route(
+            "/oauth/token",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+                let issued = issued.clone();
+                async move {
+                    use base64::Engine;
+                    let want = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("shop-gw:{SECRET}")));
+                    let ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str());
+                    if !ok || !body.contains("grant_type=client_credentials") || !body.contains("scope=tools") || body.contains(SECRET) {
+                        return (axum::http::StatusCode::UNAUTHORIZED, String::new());
+                    }
+                    let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+                    (axum::http::StatusCode::OK, json!({"access_token": format!("at-{n}-opaque"), "token_type": "Bearer", "expires_in": 3600}).to_string())
+                }
+            }),
+        )
+    };
+    let tl = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let token_port = tl.local_addr().unwrap().port();
+    let token_server = tokio::spawn(async move { axum::serve(tl, token_app).await.unwrap() });
+
+    let upstream_app = {
+        let refused = refused.clone();
+        axum::Router::new().route(
+            "/mcp",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let refused = refused.clone();
+                async move {
+                    let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                    if !auth.starts_with("Bearer at-") || *refused.lock().unwrap() == auth {
+                        return axum::http::Response::builder().status(401).body(axum::body::Body::empty()).unwrap();
+                    }
+                    let result = match req["method"].as_str().unwrap_or("") {
+                        "tools/list" => json!({"tools": [{"name": "lookup", "description": "Look a customer up", "inputSchema": {"type": "object"}}]}),
+                        _ => json!({"content": [{"type": "text", "text": format!("seen {auth}")}]}),
+                    };
+                    axum::http::Response::builder().header("content-type", "application/json").body(axum::body::Body::from(json!({"jsonrpc": "2.0", "id": req["id"], "result": result}).to_string())).unwrap()
+                }
+            }),
+        )
+    };
+    let ul = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = ul.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(ul, upstream_app).await.unwrap() });
+
+    let toml = format!(
+        "[[http.targets]]\nname = \"shop\"\nkind = \"mcp\"\nupstream = \"http://127.0.0.1:{up}\"\n[http.targets.auth]\noauth_token_url = \"http://127.0.0.1:{token_port}/oauth/token\"\noauth_client_id = \"shop-gw\"\noauth_client_secret_env = \"SHOP_CC_SECRET\"\noauth_scope = \"tools\"\n"
+    );
+    let policy = r#"
+@id("mcp-billing")
+permit(principal, action == Warden::Action::"mcp_tool_call", resource in Warden::Target::"shop") when { context.node == "billing" };
+"#;
+    let gw = Gateway::builder().policy(policy).toml(&toml).env("SHOP_CC_SECRET", SECRET).start_with_http();
+    gw.create_agent("bot", OWNER);
+    let token = gw.token("bot", None, "5m");
+    let hp = gw.http_port();
+    let call = json!({"name": "lookup", "arguments": {}});
+    for _ in 0..3 {
+        let (_, v) = rpc(hp, &token, "tools/call", call.clone()).await;
+        assert_eq!(v["result"]["content"][0]["text"], "seen Bearer at-1-opaque", "{v}");
+    }
+    assert_eq!(issued.load(Ordering::SeqCst), 1, "one token serves every call until it nears expiry");
+
+    // The upstream stops accepting the token: that call fails, the next one gets a new token.
+    *refused.lock().unwrap() = "Bearer at-1-opaque".into();
+    assert_eq!(rpc_raw(hp, &token, "tools/call", call.clone()).await.0, 401, "the upstream's refusal reaches the agent");
+    let (_, v) = rpc(hp, &token, "tools/call", call.clone()).await;
+    assert_eq!(v["result"]["content"][0]["text"], "seen Bearer at-2-opaque", "{v}");
+
+    // The token endpoint goes away and the token is refused again: no bare forward.
+    token_server.abort();
+    let _ = token_server.await;
+    *refused.lock().unwrap() = "Bearer at-2-opaque".into();
+    assert_eq!(rpc_raw(hp, &token, "tools/call", call.clone()).await.0, 401);
+    let (status, v) = rpc(hp, &token, "tools/call", call.clone()).await;
+    assert_eq!(status, 502, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("no credential for the upstream of target \"shop\"") && msg.contains("token endpoint"), "{v}");
+
+    let audit = gw.admin(&["audit", "search", "--json", "--limit", "1000"]);
+    assert!(audit.contains("upstream_credential"), "the refused call is audited");
+    for needle in [SECRET, "at-1-opaque", "at-2-opaque"] {
+        assert!(!audit.contains(needle), "{needle} in the audit");
+        assert!(!gw.stderr().contains(needle), "{needle} in the log");
+        assert!(!msg.contains(needle), "{needle} in the error");
+    }
 }
 
 async fn rpc_status(port: u16, token: &str) -> (u16, String) {
