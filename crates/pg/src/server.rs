@@ -25,10 +25,13 @@ pub struct ServerConfig {
     pub startup_timeout: Duration,
 }
 
+/// A client's cancel key (process id, secret).
+type CancelKey = (i32, i32);
+
 /// Cancel keys handed to clients, mapped to the upstream backend they stand for.
 #[derive(Default)]
 struct CancelRegistry {
-    keys: Mutex<HashMap<(i32, i32), (UpstreamConfig, i32, i32)>>,
+    keys: Mutex<HashMap<CancelKey, (UpstreamConfig, i32, i32)>>,
 }
 
 pub struct Server<G: Gatekeeper> {
