@@ -74,10 +74,13 @@ pub enum Unmaskable {
 pub struct HttpTarget {
     pub name: String,
     pub kind: TargetKind,
-    /// `http://host:port` with an optional base path. TLS upstreams are not supported yet.
+    /// `http://host:port` or `https://host:port`, with an optional base path.
     pub upstream: String,
     #[serde(default)]
     pub auth: Option<UpstreamAuth>,
+    /// For `https://` upstreams: trust roots and an mTLS client certificate.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
     /// Paths compare case-insensitively (they are lower-cased before policy and forwarding).
     #[serde(default)]
     pub case_insensitive: bool,
@@ -164,6 +167,18 @@ impl Budgets {
     fn uses_usd(&self) -> bool {
         self.per_agent_usd.is_some() || self.per_owner_usd.is_some() || self.per_run_usd.is_some()
     }
+}
+
+/// TLS to an `https://` upstream. The server certificate is always verified (against the
+/// Mozilla roots, or `ca_file` alone when set); there is no switch to turn that off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of the CAs that may sign the upstream's certificate (an internal CA).
+    pub ca_file: Option<PathBuf>,
+    /// mTLS: the client certificate chain and key Warden presents (the agent never has them).
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
 }
 
 /// The credential Warden injects upstream. Exactly one form.
@@ -303,6 +318,14 @@ impl HttpConfig {
             parse_upstream(&t.upstream).map_err(|e| bad(format!("{key}.upstream: {e}")))?;
             if let Some(a) = &t.auth {
                 a.validate().map_err(|e| bad(format!("{key}.auth: {e}")))?;
+            }
+            if let Some(tls) = &t.tls {
+                if !t.upstream.starts_with("https://") {
+                    return Err(bad(format!("{key}.tls: applies to https:// upstreams only")));
+                }
+                if tls.client_cert_file.is_some() != tls.client_key_file.is_some() {
+                    return Err(bad(format!("{key}.tls: client_cert_file and client_key_file go together")));
+                }
             }
             if t.kind != TargetKind::Mcp && !t.sql_arguments.is_empty() {
                 return Err(bad(format!("{key}.sql_arguments: applies to kind = \"mcp\" targets only")));
@@ -455,9 +478,13 @@ pub(crate) fn is_hop_or_reserved(h: &str) -> bool {
     matches!(h, "host" | "content-length" | "transfer-encoding" | "connection" | "upgrade" | "te" | "trailer" | "keep-alive" | "proxy-connection")
 }
 
-/// (authority, base path without trailing '/').
-pub(crate) fn parse_upstream(s: &str) -> Result<(String, String), String> {
-    let rest = s.strip_prefix("http://").ok_or_else(|| format!("{s:?} must start with http:// (TLS upstreams are not supported yet)"))?;
+/// (scheme, authority, base path without trailing '/').
+pub(crate) fn parse_upstream(s: &str) -> Result<(&'static str, String, String), String> {
+    let (scheme, rest) = match (s.strip_prefix("https://"), s.strip_prefix("http://")) {
+        (Some(r), _) => ("https", r),
+        (_, Some(r)) => ("http", r),
+        _ => return Err(format!("{s:?} must start with http:// or https://")),
+    };
     let (auth, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -469,7 +496,7 @@ pub(crate) fn parse_upstream(s: &str) -> Result<(String, String), String> {
         return Err(format!("{s:?}: no query or fragment"));
     }
     http::uri::Authority::try_from(auth).map_err(|_| format!("{s:?}: {auth:?} is not a host[:port]"))?;
-    Ok((auth.to_string(), path.trim_end_matches('/').to_string()))
+    Ok((scheme, auth.to_string(), path.trim_end_matches('/').to_string()))
 }
 
 #[cfg(test)]
@@ -513,7 +540,7 @@ mod tests {
             "[[targets]]\nname='ai'\nkind='llm'\nupstream='http://127.0.0.1:9/v1base/'\nauth={header='x-api-key', value_env='K'}\nbudgets={per_run_tokens=100, window='1d'}\n[targets.models.'m1']\ninput_usd_per_mtok=1.0\nhigh_cost=true\n",
         )
         .unwrap();
-        assert_eq!(parse_upstream(&c.targets[0].upstream).unwrap(), ("127.0.0.1:9".to_string(), "/v1base".to_string()));
+        assert_eq!(parse_upstream(&c.targets[0].upstream).unwrap(), ("http", "127.0.0.1:9".to_string(), "/v1base".to_string()));
         assert!(c.targets[0].models["m1"].high_cost);
     }
 }

@@ -346,7 +346,7 @@ impl HttpGateway {
     /// Builds the upstream request: the agent's headers minus its token and Warden's own,
     /// plus the target's credential.
     fn mcp_upstream(&self, target: &Target, agent_headers: &HeaderMap, method: Method, rest: &str, query: Option<&str>, body: Bytes) -> Option<Request<Full<Bytes>>> {
-        let mut uri = format!("http://{}{}{}", target.authority, target.base_path, rest);
+        let mut uri = format!("{}://{}{}{}", target.scheme, target.authority, target.base_path, rest);
         if let Some(q) = query {
             uri.push('?');
             uri.push_str(q);
@@ -401,7 +401,7 @@ impl HttpGateway {
             }
         };
         let read = async {
-            let resp = self.client.request(up).await.map_err(|_| ("upstream_unreachable", format!("warden: the upstream of MCP target {:?} did not answer", target.name)))?;
+            let resp = call.target.client.request(up).await.map_err(|_| ("upstream_unreachable", format!("warden: the upstream of MCP target {:?} did not answer", target.name)))?;
             let (parts, body) = resp.into_parts();
             let bytes = Limited::new(body, self.limits.max_masked_body_bytes).collect().await.map_err(|_| ("upstream_body_error", "warden: the upstream answer could not be read (or is larger than http.limits.max_masked_body_bytes)".to_string()))?;
             Ok::<_, (&'static str, String)>((parts, bytes.to_bytes()))
@@ -645,7 +645,7 @@ impl HttpGateway {
                 return;
             }
             let read = async {
-                let resp = self.client.request(up).await.ok()?;
+                let resp = call.target.client.request(up).await.ok()?;
                 let (parts, body) = resp.into_parts();
                 let mime = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
                 let bytes = Limited::new(body, self.limits.max_masked_body_bytes).collect().await.ok()?.to_bytes();

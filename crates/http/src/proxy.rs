@@ -80,8 +80,44 @@ struct Target {
     budgets: crate::config::Budgets,
     default_cap: i64,
     timeout: Duration,
+    /// Pooled connections to this target's upstream, with its TLS settings.
+    pub(crate) client: UpstreamClient,
+    pub(crate) scheme: &'static str,
     /// MCP: tool -> the argument that carries SQL.
     pub(crate) sql_arguments: BTreeMap<String, String>,
+}
+
+pub(crate) type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The connection pool for one target: plain HTTP, or TLS that always verifies the server
+/// (Mozilla's roots, or only the target's `tls.ca_file`) and may present a client
+/// certificate.
+fn upstream_client(t: &crate::config::HttpTarget, limits: &HttpLimits, base_dir: &Path) -> Result<UpstreamClient, String> {
+    use warden_pg::tls;
+    let path = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) }.to_string_lossy().into_owned();
+    let settings = t.tls.as_ref();
+    let roots = match settings.and_then(|s| s.ca_file.as_deref()) {
+        Some(ca) => tls::load_roots(&path(ca)).map_err(|e| e.to_string())?,
+        None => rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() },
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match settings.and_then(|s| s.client_cert_file.as_deref().zip(s.client_key_file.as_deref())) {
+        Some((cert, key)) => {
+            let certs = tls::load_certs(&path(cert)).map_err(|e| e.to_string())?;
+            let key = tls::load_key(&path(key)).map_err(|e| e.to_string())?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| format!("client certificate: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(limits.upstream_connect_timeout));
+    connector.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http().enable_http1().wrap_connector(connector);
+    Ok(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(https))
 }
 
 /// What Warden sends upstream as the target's credential.
@@ -120,7 +156,6 @@ pub struct HttpGateway {
     limits: HttpLimits,
     masker: Arc<Masker>,
     pub(crate) deps: Deps,
-    client: Client<HttpConnector, Full<Bytes>>,
     ledger: Arc<Ledger>,
     agents: Mutex<HashMap<String, (Instant, Result<String, String>)>>,
     /// Decisions by every input they depend on (identity fields, target, method and path,
@@ -185,7 +220,7 @@ impl HttpGateway {
         cfg.validate()?;
         let mut targets = HashMap::new();
         for (index, t) in cfg.targets.iter().enumerate() {
-            let (authority, base_path) = parse_upstream(&t.upstream).map_err(|e| crate::config::ConfigError(format!("http.targets[{index}].upstream: {e}")))?;
+            let (scheme, authority, base_path) = parse_upstream(&t.upstream).map_err(|e| crate::config::ConfigError(format!("http.targets[{index}].upstream: {e}")))?;
             let credential = match &t.auth {
                 Some(a) => Some(match a.resolve(&t.name, base_dir)? {
                     crate::config::Credential::Header(name, secret) => {
@@ -218,15 +253,13 @@ impl HttpGateway {
                     default_cap: t.default_max_output_tokens,
                     timeout: t.timeout,
                     sql_arguments: t.sql_arguments.clone(),
+                    client: upstream_client(t, &cfg.limits, base_dir).map_err(|e| crate::config::ConfigError(format!("http.targets[{index}].tls: {e}")))?,
+                    scheme,
                 }),
             );
         }
         let masker = Masker::new(&cfg.mask).map_err(|e| crate::config::ConfigError(format!("http.mask: {e}")))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(cfg.limits.upstream_connect_timeout));
-        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).pool_max_idle_per_host(256).build(connector);
-        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, client, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), verified: quick_cache::sync::Cache::new(10_000), mcp: Default::default(), live: Default::default(), graphs: Arc::new(warden_graphs::GraphGate::new(false)), graph_manifests: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(HttpGateway { targets, limits: cfg.limits.clone(), masker: Arc::new(masker), deps, ledger: Arc::new(Ledger::default()), agents: Mutex::new(HashMap::new()), decisions: quick_cache::sync::Cache::new(100_000), verified: quick_cache::sync::Cache::new(10_000), mcp: Default::default(), live: Default::default(), graphs: Arc::new(warden_graphs::GraphGate::new(false)), graph_manifests: Mutex::new(HashMap::new()) }))
     }
 
     /// `[graphs] require_approved_version`: callers whose token carries no graph version get
@@ -491,7 +524,7 @@ impl HttpGateway {
         };
 
         // Forward.
-        let mut uri = format!("http://{}{}{}", target.authority, target.base_path, rest_forward);
+        let mut uri = format!("{}://{}{}{}", target.scheme, target.authority, target.base_path, rest_forward);
         if let Some(q) = &query {
             uri.push('?');
             uri.push_str(q);
@@ -527,7 +560,7 @@ impl HttpGateway {
         *up.headers_mut() = headers;
         let revoked = call.revocation.as_mut().expect("registered for every call");
         let sent = tokio::select! {
-            r = tokio::time::timeout(target.timeout, self.client.request(up)) => r,
+            r = tokio::time::timeout(target.timeout, target.client.request(up)) => r,
             reason = revoked => {
                 drop(reservation);
                 self.audit(&call, "deny", |ev| { ev.error = Some("revoked".into()); ev.reason = Some(reason.clone()); }).await;
@@ -542,10 +575,10 @@ impl HttpGateway {
                 r
             }
             Ok(Err(e)) => {
-                tracing::warn!(target = %target.name, error = %e, "upstream request failed");
+                tracing::warn!(target = %target.name, error = ?std::error::Error::source(&e), "upstream request failed");
                 drop(reservation);
                 self.audit(&call, "allow", |ev| ev.error = Some("upstream_unreachable".into())).await;
-                return error(502, "upstream_error", &format!("warden: the upstream of target {:?} did not answer", target.name));
+                return error(502, "upstream_error", &format!("warden: the upstream of target {:?} did not answer (connection refused, or for https:// a TLS handshake Warden refused: untrusted certificate, or a client certificate the upstream wants; the gateway log has the cause)", target.name));
             }
             Err(_) => {
                 drop(reservation);

@@ -43,14 +43,19 @@ pub fn load_roots(path: &str) -> Result<rustls::RootCertStore, TlsConfigError> {
     Ok(roots)
 }
 
+/// A private key from a PEM file.
+pub fn load_key(path: &str) -> Result<PrivateKeyDer<'static>, TlsConfigError> {
+    let pem = read(path)?;
+    // The key parser's errors may echo key bytes: report the path only.
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|_| TlsConfigError::Invalid(format!("{path}: unreadable private key")))?
+        .ok_or(TlsConfigError::Empty { path: path.into(), what: "private key" })
+}
+
 /// The client-facing TLS configuration, from a certificate chain and key in PEM files.
 pub fn server_config(cert_path: &str, key_path: &str) -> Result<Arc<rustls::ServerConfig>, TlsConfigError> {
     let certs = load_certs(cert_path)?;
-    let key_pem = read(key_path)?;
-    // The key parser's errors may echo key bytes: report the path only.
-    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|_| TlsConfigError::Invalid(format!("{key_path}: unreadable private key")))?
-        .ok_or(TlsConfigError::Empty { path: key_path.into(), what: "private key" })?;
+    let key = load_key(key_path)?;
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default versions")

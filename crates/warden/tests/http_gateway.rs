@@ -749,3 +749,123 @@ async fn jit_grant_allows_http_and_llm_until_it_expires_mid_stream_included() {
     assert!(text.contains(&format!("grant {grant} was revoked")), "{text}");
     assert!(after < Duration::from_secs(1), "{after:?}");
 }
+
+/// A TLS upstream that requires a client certificate from `ca`; answers every request
+/// with a small JSON body and counts what it served.
+async fn start_mtls_upstream(ca: &rcgen::Certificate, issuer: &rcgen::Issuer<'_, rcgen::KeyPair>) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&key, issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.der().clone()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap())
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = r#"{"over":"mtls","card":"4111 1111 1111 1111"}"#;
+                let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (port, served)
+}
+
+/// Issue 13: https:// upstreams. The server certificate is verified (against the target's
+/// `tls.ca_file`, else the public roots) and Warden presents the target's client
+/// certificate; a target that does not trust the upstream's CA, or has no client
+/// certificate for an upstream that requires one, gets 502 and nothing is served. Masking
+/// applies to TLS responses as to any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn https_upstreams_are_verified_and_get_the_targets_client_certificate() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let (port, served) = start_mtls_upstream(&ca, &issuer).await;
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client_cert = rcgen::CertificateParams::new(vec!["warden.test".to_string()]).unwrap().signed_by(&client_key, &issuer).unwrap();
+
+    let toml = format!(
+        r#"
+[[http.targets]]
+name = "secure"
+kind = "http"
+upstream = "https://127.0.0.1:{port}"
+tls = {{ ca_file = "ca.pem", client_cert_file = "client.pem", client_key_file = "client.key" }}
+
+[[http.targets]]
+name = "untrusted"
+kind = "http"
+upstream = "https://127.0.0.1:{port}"
+
+[[http.targets]]
+name = "nocert"
+kind = "http"
+upstream = "https://127.0.0.1:{port}"
+tls = {{ ca_file = "ca.pem" }}
+"#
+    );
+    let policy = "@id(\"gets\")\npermit(principal, action == Warden::Action::\"http_request\", resource is Warden::Route) when { resource.method == \"GET\" };\n";
+    let gw = Gateway::builder()
+        .policy(policy)
+        .toml(&toml)
+        .file("ca.pem", ca.pem())
+        .file("client.pem", client_cert.pem())
+        .file("client.key", client_key.serialize_pem())
+        .start_with_http();
+    gw.create_agent("bot", OWNER);
+    let token = gw.token("bot", None, "5m");
+    let base = format!("http://127.0.0.1:{}", gw.http_port());
+    let c = client();
+
+    let r = c.get(format!("{base}/secure/status")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("\"over\":\"mtls\"") && !body.contains("4111 1111 1111 1111"), "{body}");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    for target in ["untrusted", "nocert"] {
+        let r = c.get(format!("{base}/{target}/status")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 502, "{target}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("TLS handshake"), "{target}: {body}");
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1, "no request was served over an unverified or certificate-less connection");
+
+    // A broken TLS setting is a startup error naming the key.
+    let err = Gateway::builder()
+        .toml(&format!("[[http.targets]]\nname = \"x\"\nkind = \"http\"\nupstream = \"https://127.0.0.1:{port}\"\ntls = {{ ca_file = \"missing.pem\" }}\n"))
+        .serve_error();
+    assert!(err.contains("http.targets[0].tls") && err.contains("missing.pem"), "{err}");
+    let err = Gateway::builder()
+        .toml(&format!("[[http.targets]]\nname = \"x\"\nkind = \"http\"\nupstream = \"http://127.0.0.1:{port}\"\ntls = {{ ca_file = \"ca.pem\" }}\n"))
+        .serve_error();
+    assert!(err.contains("applies to https:// upstreams only"), "{err}");
+}
