@@ -511,7 +511,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
-        let e = parse("[[targets]]\nname='a'\nkind='http'\nupstream='https://x'").unwrap_err();
+        let e = parse("[[targets]]\nname='a'\nkind='http'\nupstream='ftp://x'").unwrap_err();
         assert!(e.starts_with("http.targets[0].upstream"), "{e}");
         let e = parse("[[targets]]\nname='a'\nkind='http'\nupstream='http://x'\nauth={bearer_env='A', header='x'}").unwrap_err();
         assert!(e.starts_with("http.targets[0].auth"), "{e}");
