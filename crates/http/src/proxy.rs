@@ -87,6 +87,15 @@ struct Target {
     pub(crate) sql_arguments: BTreeMap<String, String>,
 }
 
+/// The request body as JSON, when it says it is JSON (`application/json`, `*+json`) and is.
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Option<serde_json::Value> {
+    let mime = headers.get(header::CONTENT_TYPE)?.to_str().ok()?.split(';').next()?.trim().to_ascii_lowercase();
+    if mime != "application/json" && !mime.ends_with("+json") {
+        return None;
+    }
+    serde_json::from_slice(body).ok()
+}
+
 pub(crate) type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// The connection pool for one target: plain HTTP, or TLS that always verifies the server
@@ -481,8 +490,11 @@ impl HttpGateway {
                 d
             }
             None => {
-                let key = decision_key(&call.who, &["http", &method, &rest_policy]);
-                let d = self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_http(&call.who, &method, &rest_policy))).unwrap_or_else(|e| match e {});
+                let json = json_body(&parts.headers, &body);
+                // A JSON body can decide, so it is part of the key (by digest).
+                let body_key = if json.is_some() { call.body_digest.as_str() } else { "" };
+                let key = decision_key(&call.who, &["http", &method, &rest_policy, body_key]);
+                let d = self.decisions.get_or_insert_with(&key, || Ok::<_, Infallible>(self.deps.policy.decide_http(&call.who, &method, &rest_policy, json.as_ref()))).unwrap_or_else(|e| match e {});
                 let route = format!("{method} {rest_policy}");
                 let d = self.apply_grants(&call.who, "http_request", &route, d).await;
                 self.cap_to_graph_version(&call.who, warden_graphs::GatewayAccess { action: "http_request", object: &route, described: &route }, d).await

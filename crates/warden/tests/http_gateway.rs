@@ -869,3 +869,38 @@ tls = {{ ca_file = "ca.pem" }}
         .serve_error();
     assert!(err.contains("applies to https:// upstreams only"), "{err}");
 }
+
+/// Issue 13: policy over JSON request body fields. `POST /refunds` is allowed only when the
+/// JSON body's `amount` is at most 100; a larger amount, a string, a body that is not JSON
+/// (or not declared as JSON) is denied, and decisions are not reused across bodies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn json_body_fields_decide_http_requests() {
+    let up = start_upstream().await;
+    let policy = r#"
+@id("small-refunds")
+permit(principal, action == Warden::Action::"http_request", resource is Warden::Route in Warden::Target::"crm")
+when { resource.method == "POST" && resource.path == "/refunds" && context.body has amount && context.body.amount <= 100 };
+"#;
+    let toml = format!("[[http.targets]]\nname = \"crm\"\nkind = \"http\"\nupstream = \"http://127.0.0.1:{}\"\nauth = {{ bearer_env = \"CRM_TOKEN\" }}\n", up.port);
+    let gw = Gateway::builder().policy(policy).toml(&toml).env("CRM_TOKEN", UPSTREAM_TOKEN).start_with_http();
+    gw.create_agent("bot", OWNER);
+    let token = gw.token("bot", None, "5m");
+    let url = format!("http://127.0.0.1:{}/crm/refunds", gw.http_port());
+    let c = client();
+    let post = |body: &'static str, mime: &'static str| c.post(&url).bearer_auth(&token).header("content-type", mime).body(body).send();
+    assert_eq!(post(r#"{"amount": 50, "order": "o-1"}"#, "application/json").await.unwrap().status(), 200);
+    for (body, mime) in [
+        (r#"{"amount": 500, "order": "o-1"}"#, "application/json"),
+        (r#"{"amount": "50"}"#, "application/json"),
+        (r#"{"order": "o-1"}"#, "application/json"),
+        (r#"{"amount": 50"#, "application/json"),
+        (r#"{"amount": 50, "order": "o-1"}"#, "text/plain"),
+    ] {
+        let r = post(body, mime).await.unwrap();
+        assert_eq!(r.status(), 403, "{mime} {body}");
+        let v: Value = r.json_like().await;
+        assert!(v["message"].as_str().unwrap_or_default().contains("POST /refunds"), "{v}");
+    }
+    assert_eq!(post(r#"{"amount": 100}"#, "application/vnd.api+json").await.unwrap().status(), 200);
+    assert_eq!(up.paths().len(), 2, "only the two small refunds reached the upstream: {:?}", up.paths());
+}

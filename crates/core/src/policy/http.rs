@@ -66,8 +66,11 @@ fn names() -> &'static HttpNames {
 }
 
 impl PolicyEngine {
-    /// Decides one internal-API request (`method` upper case, `path` normalized).
-    pub fn decide_http(&self, who: &SessionIdentity, method: &str, path: &str) -> Decision {
+    /// Decides one internal-API request (`method` upper case, `path` normalized). `body`:
+    /// the request's JSON body when it has one; an object becomes `context.body` (read
+    /// with guards: `context.body has amount && context.body.amount <= 100`), anything
+    /// else an empty record.
+    pub fn decide_http(&self, who: &SessionIdentity, method: &str, path: &str, body: Option<&serde_json::Value>) -> Decision {
         let n = names();
         let what = format!("{method} {path}");
         let target_uid = Names::uid(&self.names.target, &who.target);
@@ -78,6 +81,7 @@ impl PolicyEngine {
         let extra = [
             ("method", RestrictedExpression::new_string(method.to_string())),
             ("path", RestrictedExpression::new_string(path.to_string())),
+            ("body", super::mcp::arguments_record(body.unwrap_or(&serde_json::Value::Null))),
         ];
         self.decide_one(who, &what, n.http_action.clone(), resource, route, extra.into_iter().collect())
     }
@@ -250,17 +254,35 @@ when { ["gpt-small", "gpt-big"].contains(context.model) && context.max_tokens <=
     #[test]
     fn routes_are_decided_by_method_and_path() {
         let e = engine(POLICY);
-        assert_eq!(e.decide_http(&who(Some("reader")), "GET", "/customers/1").effect, Effect::Allow);
-        let d = e.decide_http(&who(Some("reader")), "DELETE", "/customers/1");
+        assert_eq!(e.decide_http(&who(Some("reader")), "GET", "/customers/1", None).effect, Effect::Allow);
+        let d = e.decide_http(&who(Some("reader")), "DELETE", "/customers/1", None);
         assert_eq!(d.effect, Effect::Deny);
         assert!(d.reason.contains("default deny") && d.reason.contains("DELETE /customers/1"), "{}", d.reason);
-        assert_eq!(e.decide_http(&who(Some("writer")), "GET", "/customers/1").effect, Effect::Deny);
-        let d = e.decide_http(&who(Some("reader")), "POST", "/refunds");
+        assert_eq!(e.decide_http(&who(Some("writer")), "GET", "/customers/1", None).effect, Effect::Deny);
+        let d = e.decide_http(&who(Some("reader")), "POST", "/refunds", None);
         assert_eq!(d.effect, Effect::Hold);
         assert_eq!(d.approval.unwrap().mode.as_deref(), Some("resume"));
-        let d = e.decide_http(&who(Some("reader")), "GET", "/admin/users");
+        let d = e.decide_http(&who(Some("reader")), "GET", "/admin/users", None);
         assert_eq!(d.effect, Effect::Deny);
         assert_eq!(d.policy_ids, vec!["no-admin".to_string()]);
+    }
+
+    #[test]
+    fn json_body_fields_decide_with_guards() {
+        let e = engine(
+            r#"@id("small-refunds")
+permit(principal, action == Warden::Action::"http_request", resource is Warden::Route in Warden::Target::"crm")
+when { resource.path == "/refunds" && context.body has amount && context.body.amount <= 100 };"#,
+        );
+        let d = |path: &str, body: Option<serde_json::Value>| e.decide_http(&who(Some("billing")), "POST", path, body.as_ref()).effect;
+        assert_eq!(d("/refunds", Some(serde_json::json!({"amount": 50, "note": "x"}))), Effect::Allow);
+        assert_eq!(d("/refunds", Some(serde_json::json!({"amount": 500}))), Effect::Deny);
+        assert_eq!(d("/refunds", Some(serde_json::json!({"amount": "50"}))), Effect::Deny, "a string is not a number");
+        assert_eq!(d("/refunds", Some(serde_json::json!({"total": 50}))), Effect::Deny);
+        assert_eq!(d("/refunds", Some(serde_json::json!([{"amount": 50}]))), Effect::Deny, "only objects become the body record");
+        assert_eq!(d("/refunds", None), Effect::Deny);
+        // An unguarded `context.body.amount` is refused when the policy loads (schema
+        // validation), as for MCP arguments.
     }
 
     #[test]
@@ -272,6 +294,6 @@ when { ["gpt-small", "gpt-big"].contains(context.model) && context.max_tokens <=
         assert_eq!(e.decide_llm(&who(None), &call("other", 10)).effect, Effect::Deny);
         // A database permit never allows an HTTP request.
         let e = engine(r#"permit(principal, action == Warden::Action::"select", resource);"#);
-        assert_eq!(e.decide_http(&who(None), "GET", "/").effect, Effect::Deny);
+        assert_eq!(e.decide_http(&who(None), "GET", "/", None).effect, Effect::Deny);
     }
 }
