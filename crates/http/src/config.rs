@@ -97,6 +97,10 @@ pub struct HttpTarget {
     /// LLM targets: models with prices (USD per million tokens) and flags.
     #[serde(default)]
     pub models: BTreeMap<String, ModelConfig>,
+    /// LLM targets: mask sensitive values (the `[http.mask]` detectors) in the request
+    /// body before it leaves for the provider. A body that cannot be checked is refused.
+    #[serde(default)]
+    pub redact_prompts: bool,
     #[serde(default)]
     pub budgets: Budgets,
     /// LLM targets: output tokens reserved (and set on the request) when a request names
@@ -329,6 +333,9 @@ impl HttpConfig {
             }
             if t.kind != TargetKind::Mcp && !t.sql_arguments.is_empty() {
                 return Err(bad(format!("{key}.sql_arguments: applies to kind = \"mcp\" targets only")));
+            }
+            if t.kind != TargetKind::Llm && t.redact_prompts {
+                return Err(bad(format!("{key}.redact_prompts: applies to kind = \"llm\" targets only")));
             }
             if t.kind != TargetKind::Llm && (!t.models.is_empty() || t.budgets.any()) {
                 return Err(bad(format!("{key}: models and budgets apply to kind = \"llm\" targets only")));

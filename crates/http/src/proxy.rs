@@ -78,6 +78,7 @@ struct Target {
     on_unmaskable: Unmaskable,
     models: BTreeMap<String, ModelConfig>,
     budgets: crate::config::Budgets,
+    redact_prompts: bool,
     default_cap: i64,
     timeout: Duration,
     /// Pooled connections to this target's upstream, with its TLS settings.
@@ -259,6 +260,7 @@ impl HttpGateway {
                     on_unmaskable: t.on_unmaskable,
                     models: t.models.clone(),
                     budgets: t.budgets.clone(),
+                    redact_prompts: t.redact_prompts,
                     default_cap: t.default_max_output_tokens,
                     timeout: t.timeout,
                     sql_arguments: t.sql_arguments.clone(),
@@ -456,6 +458,7 @@ impl HttpGateway {
             decision: None,
             approval_id: None,
             approver: None,
+            prompt_redacted: None,
             revocation: Some(revocation),
         };
         if target.kind == TargetKind::Mcp {
@@ -473,6 +476,17 @@ impl HttpGateway {
                 };
                 if let Some(b) = rewritten {
                     forward_body = Bytes::from(b);
+                }
+                if target.redact_prompts {
+                    let mut tally = Tally::default();
+                    match mask_json(&self.masker, &[], &forward_body, &mut tally) {
+                        Ok(Some(masked)) => forward_body = Bytes::from(masked),
+                        Ok(None) => {}
+                        Err(_) => return error(400, "bad_model_request", "warden: the model request cannot be checked for sensitive data (http.targets.redact_prompts), so it is not sent"),
+                    }
+                    if tally.total() > 0 {
+                        call.prompt_redacted = Some(serde_json::to_value(&tally.counts).unwrap_or_default());
+                    }
                 }
                 let high_cost = target.models.get(&lreq.model).is_some_and(|m| m.high_cost);
                 let llm_call = LlmCall { endpoint: ep.as_str(), model: &lreq.model, max_tokens: lreq.max_tokens.unwrap_or(0), stream: lreq.stream, high_cost };
@@ -949,6 +963,9 @@ impl HttpGateway {
         if let Some(d) = &call.decision {
             ev.policy_ids = d.policy_ids.clone();
         }
+        if let Some(r) = &call.prompt_redacted {
+            ev.extra.insert("prompt_redacted".into(), r.clone());
+        }
         if let Some(l) = &call.llm {
             ev.extra.insert("model".into(), l.model.clone().into());
             ev.extra.insert("endpoint".into(), l.endpoint.as_str().into());
@@ -1001,6 +1018,8 @@ struct Call {
     approval_id: Option<String>,
     /// Who approved a held call (MCP audit).
     approver: Option<String>,
+    /// What `redact_prompts` masked in the request, by kind (counts only).
+    prompt_redacted: Option<serde_json::Value>,
     /// Resolves when the agent loses the right to act (suspension, owner deactivation).
     revocation: Option<crate::revocation::Revocation>,
 }

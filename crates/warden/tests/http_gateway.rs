@@ -31,6 +31,10 @@ impl Upstream {
     }
 }
 
+/// Bodies of the model requests the fake provider received (nextest runs each test in a
+/// process of its own).
+static MODEL_REQUESTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 async fn upstream_handler(State(seen): State<Seen>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let h = |n: &str| parts.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
@@ -57,6 +61,7 @@ async fn upstream_handler(State(seen): State<Seen>, req: Request) -> Response {
         return Response::builder().header("content-type", "application/octet-stream").body(Body::from(CARD)).unwrap();
     }
     if p == "/v1/chat/completions" {
+        MODEL_REQUESTS.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
         let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if req["stream"] == true && req["messages"][0]["content"] == "talk forever" {
             // One event every 50 ms for a minute: only the gateway can end it early.
@@ -903,4 +908,41 @@ when { resource.method == "POST" && resource.path == "/refunds" && context.body 
     }
     assert_eq!(post(r#"{"amount": 100}"#, "application/vnd.api+json").await.unwrap().status(), 200);
     assert_eq!(up.paths().len(), 2, "only the two small refunds reached the upstream: {:?}", up.paths());
+}
+
+/// Issue 13: `redact_prompts` masks sensitive values in a model request before it leaves
+/// for the provider; the audit counts what was masked, never the values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prompts_are_redacted_before_they_reach_the_provider() {
+    let up = start_upstream().await;
+    let toml = format!(
+        "[[http.targets]]\nname = \"ext\"\nkind = \"llm\"\nupstream = \"http://127.0.0.1:{}\"\nredact_prompts = true\n[http.targets.models.small]\ninput_usd_per_mtok = 1.0\noutput_usd_per_mtok = 2.0\n",
+        up.port
+    );
+    let policy = "@id(\"models\")\npermit(principal, action == Warden::Action::\"llm_call\", resource in Warden::Target::\"ext\");\n";
+    let gw = Gateway::builder().policy(policy).toml(&toml).start_with_http();
+    gw.create_agent("bot", OWNER);
+    let token = gw.token("bot", None, "5m");
+    let prompt = "Refund the customer, card 4111 1111 1111 1111, email ada@example.com, key AKIAIOSFODNN7EXAMPLE";
+    let r = client()
+        .post(format!("http://127.0.0.1:{}/ext/v1/chat/completions", gw.http_port()))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"model": "small", "messages": [{"role": "user", "content": prompt}]}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = MODEL_REQUESTS.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let sent: Value = serde_json::from_str(&seen[0]).unwrap();
+    let content = sent["messages"][0]["content"].as_str().unwrap();
+    for secret in ["4111 1111 1111 1111", "ada@example.com", "AKIAIOSFODNN7EXAMPLE"] {
+        assert!(!content.contains(secret), "{secret} reached the provider: {content}");
+    }
+    assert!(content.starts_with("Refund the customer, card ") && sent["model"] == "small", "the rest of the request is intact: {sent}");
+    let audit = gw.admin(&["audit", "search", "--json", "--limit", "100"]);
+    let ev: Value = audit.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|e| e["kind"] == "llm_call").expect("an llm_call event");
+    assert_eq!(ev["prompt_redacted"]["card"], 1, "{ev}");
+    assert!(!audit.contains("ada@example.com") && !audit.contains("AKIAIOSFODNN7EXAMPLE"));
 }
