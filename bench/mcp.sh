@@ -32,7 +32,7 @@ if [ -z "${WARDEN_BIN:-}" ]; then
     (cd "$ROOT" && cargo build --release -p warden) >&2
 fi
 
-TMP="$(mktemp -d /tmp/warden-mcpbench.XXXXXX)"
+TMP="$(mktemp -d "${BENCH_TMP:-/tmp}/warden-mcpbench.XXXXXX")"
 PIDS=()
 cleanup() {
     for pid in "${PIDS[@]:-}"; do
