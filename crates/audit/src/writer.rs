@@ -225,6 +225,9 @@ impl AuditHandle {
     }
 }
 
+/// How long a batch of record_nowait events may wait for company before its commit.
+const NOWAIT_LINGER: Duration = Duration::from_millis(2);
+
 struct Writer {
     store: Arc<dyn AuditStore>,
     key: Option<SigningKey>,
@@ -246,22 +249,38 @@ impl Writer {
             let mut waiters = Vec::new();
             let mut flushes = Vec::new();
             let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Event(p, w) => {
-                        waiters.push(w);
-                        events.push(p);
+            let mut lingered = false;
+            loop {
+                while let Some(msg) = next.take() {
+                    match msg {
+                        Msg::Event(p, w) => {
+                            waiters.push(w);
+                            events.push(p);
+                        }
+                        Msg::Flush(f) => flushes.push(f),
+                        Msg::Shutdown(s) => {
+                            // Refuse new sends but keep draining what is already queued:
+                            // record_nowait callers were told "Ok".
+                            rx.close();
+                            shutdown_waiters.push(s);
+                        }
                     }
-                    Msg::Flush(f) => flushes.push(f),
-                    Msg::Shutdown(s) => {
-                        // Refuse new sends but keep draining what is already queued:
-                        // record_nowait callers were told "Ok".
-                        rx.close();
-                        shutdown_waiters.push(s);
+                    if events.len() < self.batch_max {
+                        next = rx.try_recv().ok();
                     }
                 }
-                if events.len() < self.batch_max {
-                    next = rx.try_recv().ok();
+                // Nobody waits on a batch of record_nowait events: let it fill for a moment
+                // so a busy gateway commits (and fsyncs) hundreds of times a second, not once
+                // per statement. A durable waiter, a flush or shutdown commits at once.
+                let nobody_waits = waiters.iter().all(Option::is_none) && flushes.is_empty() && shutdown_waiters.is_empty();
+                if lingered || !nobody_waits || events.is_empty() || events.len() >= self.batch_max {
+                    break;
+                }
+                lingered = true;
+                std::thread::sleep(NOWAIT_LINGER);
+                next = rx.try_recv().ok();
+                if next.is_none() {
+                    break;
                 }
             }
             if !events.is_empty() {
