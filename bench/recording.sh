@@ -71,7 +71,11 @@ fi
 psql -h "$PG_HOST" -p "$PG_PORT" -U "$PG_SUPERUSER" -d "$DB" -qc "vacuum analyze pgbench_branches, pgbench_tellers, pgbench_accounts, pgbench_history" >&2
 
 LEVELS=(off metadata full)
-declare -A PORT TOKEN PID CONF SUM
+declare -A PORT TOKEN PID CONF SUM CPU_TICKS TXS
+# Gateway CPU per transaction (utime + stime of the warden process over the run): on a
+# shared machine far steadier than TPS, so it is reported next to the TPS ratios.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+CLK_TCK="$(getconf CLK_TCK)"
 TTL_MIN=$(( (SECS * ROUNDS * 3) / 60 + 30 ))
 for level in "${LEVELS[@]}"; do
     d="$TMP/$level"; mkdir -p "$d"
@@ -91,7 +95,7 @@ for level in "${LEVELS[@]}"; do
     wait_port "${PORT[$level]}" "${PID[$level]}"
     "$WARDEN" --config "${CONF[$level]}" agent create pgbench-bot --owner bench@example.com >/dev/null
     TOKEN[$level]="$("$WARDEN" --config "${CONF[$level]}" token issue --agent pgbench-bot --node reader --ttl "${TTL_MIN}m" | tail -n 1)"
-    SUM[$level]=0
+    SUM[$level]=0; CPU_TICKS[$level]=0; TXS[$level]=0
     log "warden ($level) pid ${PID[$level]} on 127.0.0.1:${PORT[$level]}"
 done
 
@@ -101,9 +105,13 @@ for r in $(seq "$ROUNDS"); do
     for i in 0 1 2; do
         level="${LEVELS[$(( (i + r - 1) % 3 ))]}"
         logf="$TMP/pgbench-$level-$r.log"
+        t0="$(cpu_ticks "${PID[$level]}")"
         env PGHOST=127.0.0.1 PGPORT="${PORT[$level]}" PGUSER=pgbench-bot PGPASSWORD="${TOKEN[$level]}" "PGOPTIONS=-c warden.node=reader" \
             pgbench -n -S -M extended -c "$CLIENTS" -j "$THREADS" -T "$SECS" "$DB" >"$logf" 2>&1 || { tail -n 20 "$logf" >&2; die "pgbench via $level failed"; }
         tps="$(awk '/^tps = / {printf "%.1f\n", $3; exit}' "$logf")"
+        CPU_TICKS[$level]=$(( ${CPU_TICKS[$level]} + $(cpu_ticks "${PID[$level]}") - t0 ))
+        txs="$(awk '/number of transactions actually processed/ {print $NF; exit}' "$logf")"
+        TXS[$level]=$(( ${TXS[$level]} + ${txs#*/} ))
         log "round $r $level: $tps tps"
         RAW+="round $r  $(printf '%-9s' "$level") $tps tps"$'\n'
         SUM[$level]="$(awk -v a="${SUM[$level]}" -v b="$tps" 'BEGIN {print a + b}')"
@@ -127,6 +135,12 @@ REPORT="$(
     for level in "${LEVELS[@]}"; do
         m="$(mean "$level")"
         printf '%-9s mean %8s tps   ratio to off %s\n' "$level" "$m" "$(awk -v a="$m" -v b="$OFF" 'BEGIN {printf "%.3f (cost %.1f%%)", a / b, (1 - a / b) * 100}')"
+    done
+    cpu_us() { awk -v t="${CPU_TICKS[$1]}" -v hz="$CLK_TCK" -v n="${TXS[$1]}" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}'; }
+    OFF_CPU="$(cpu_us off)"
+    for level in "${LEVELS[@]}"; do
+        c="$(cpu_us "$level")"
+        printf '%-9s warden CPU %6s us/tx   vs off %s\n' "$level" "$c" "$(awk -v a="$c" -v b="$OFF_CPU" 'BEGIN {printf "%+.1f%%", (a / b - 1) * 100}')"
     done
     printf '%s' "$STORED"
 )"
