@@ -37,6 +37,8 @@ pub struct Catalog {
     tables: Cached<u32, Arc<TableColumns>>,
     names: Cached<String, Option<Relation>>,
     definitions: Cached<u32, Arc<str>>,
+    /// What masking rules mean for a view, by (view OID, masker identity).
+    views: Cached<(u32, usize), (Arc<warden_mask::Masker>, crate::views::ViewMasking)>,
     conn: tokio::sync::Mutex<Option<UpstreamConnection>>,
 }
 
@@ -46,7 +48,7 @@ fn cached<K: std::hash::Hash + Eq, V: Clone>(cache: &Cached<K, V>, key: &K) -> O
 
 impl Catalog {
     pub fn new(upstream: UpstreamConfig) -> Arc<Self> {
-        Arc::new(Catalog { upstream, tables: Mutex::default(), names: Mutex::default(), definitions: Mutex::default(), conn: tokio::sync::Mutex::new(None) })
+        Arc::new(Catalog { upstream, tables: Mutex::default(), names: Mutex::default(), definitions: Mutex::default(), views: Mutex::default(), conn: tokio::sync::Mutex::new(None) })
     }
 
     /// The table with this OID, or an error when the catalog cannot be read (the caller
@@ -114,6 +116,14 @@ impl Catalog {
         let d: Arc<str> = rows.into_iter().next().and_then(|r| r.into_iter().next().flatten()).ok_or_else(|| format!("no view definition for OID {oid}"))?.into();
         self.definitions.lock().unwrap().insert(oid, (Instant::now(), d.clone()));
         Ok(d)
+    }
+
+    pub(crate) fn cached_view(&self, key: (u32, usize)) -> Option<crate::views::ViewMasking> {
+        cached(&self.views, &key).map(|(_, v)| v)
+    }
+
+    pub(crate) fn cache_view(&self, key: (u32, usize), masker: Arc<warden_mask::Masker>, v: crate::views::ViewMasking) {
+        self.views.lock().unwrap().insert(key, (Instant::now(), (masker, v)));
     }
 
     async fn rows(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {

@@ -39,8 +39,24 @@ pub enum ViewMasking {
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How the masking rules of `masker` reach through the view with this OID.
-pub fn view_masking<'a>(masker: &'a Masker, catalog: &'a Catalog, oid: u32, depth: usize) -> Boxed<'a, Result<ViewMasking, String>> {
+pub fn view_masking<'a>(masker: &'a Arc<Masker>, catalog: &'a Catalog, oid: u32, depth: usize) -> Boxed<'a, Result<ViewMasking, String>> {
     Box::pin(async move {
+        // Parsing a definition costs more than the statement's own classification: keep
+        // the answer as long as the catalog keeps the definition (per masker: the rules
+        // decide it; the entry holds the masker, so its address cannot be reused while
+        // the entry lives).
+        let key = (oid, Arc::as_ptr(masker) as usize);
+        if let Some(v) = catalog.cached_view(key) {
+            return Ok(v);
+        }
+        let v = analyse_view(masker, catalog, oid, depth).await?;
+        catalog.cache_view(key, masker.clone(), v.clone());
+        Ok(v)
+    })
+}
+
+async fn analyse_view(masker: &Arc<Masker>, catalog: &Catalog, oid: u32, depth: usize) -> Result<ViewMasking, String> {
+    {
         let view = catalog.table(oid).await?;
         if depth >= MAX_VIEW_DEPTH {
             return Ok(ViewMasking::Opaque(format!("(views nested deeper than {MAX_VIEW_DEPTH} under {})", view.table)));
@@ -69,7 +85,7 @@ pub fn view_masking<'a>(masker: &'a Masker, catalog: &'a Catalog, oid: u32, dept
             }
         }
         Ok(ViewMasking::Follows(follows))
-    })
+    }
 }
 
 /// What a column use in a view definition reads that a rule protects.
@@ -82,7 +98,7 @@ enum Source {
     Opaque(String),
 }
 
-async fn protected_source(masker: &Masker, catalog: &Catalog, table: Option<&str>, column: Option<&str>, depth: usize) -> Result<Option<Source>, String> {
+async fn protected_source(masker: &Arc<Masker>, catalog: &Catalog, table: Option<&str>, column: Option<&str>, depth: usize) -> Result<Option<Source>, String> {
     if let Some(t) = table {
         if let Some(rel) = catalog.relation(t).await? {
             if rel.is_view {
